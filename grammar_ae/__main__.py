@@ -1,0 +1,3 @@
+from grammar_ae.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``grammar-ae`` command line."""
