@@ -1,0 +1,19 @@
+"""The trainer shared by every model: epochs, progress, metrics.csv, atomic checkpoints, resume, NaN guard."""
+
+from grammar_ae.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from grammar_ae.training.config import TrainerConfig
+from grammar_ae.training.data import BatchSource, TensorBatchSource, to_device
+from grammar_ae.training.seeding import seed_everything
+from grammar_ae.training.trainer import Trainer
+
+__all__ = [
+    "BatchSource",
+    "TensorBatchSource",
+    "Trainer",
+    "TrainerConfig",
+    "check_compatible",
+    "load_checkpoint",
+    "save_checkpoint",
+    "seed_everything",
+    "to_device",
+]

@@ -1,0 +1,304 @@
+"""The trainer shared by every model: epochs, progress, metrics, checkpoints, resume, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing, nullcontext
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from grammar_ae.errors import CheckpointError, ConfigError, DataError, TrainingError
+from grammar_ae.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from grammar_ae.training.config import TrainerConfig
+from grammar_ae.training.data import BatchSource, batch_length, prefetch, to_device
+from grammar_ae.training.metrics import Snapshot, TermMeans
+from grammar_ae.training.outputs import plot_loss_curve, write_metrics_csv
+from grammar_ae.training.seeding import capture_rng, restore_rng, seed_everything
+from grammar_ae.utils.device import resolve_device
+from grammar_ae.utils.files import atomic_write_json
+from grammar_ae.utils.provenance import provenance
+
+if TYPE_CHECKING:
+    from grammar_ae.models.base import AutoEncoder
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+METRICS_FILE = "metrics.csv"
+CURVE_FILE = "loss_curve.png"
+SUMMARY_FILE = "summary.json"
+RUN_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT, METRICS_FILE, CURVE_FILE, SUMMARY_FILE)
+
+SYNC_EVERY = 20
+"""Training batches between read-backs of the running means (progress display and NaN guard)."""
+
+RESUMABLE_SETTINGS = ("epochs", "device", "num_workers")
+"""Trainer settings that may differ when a run is resumed; every other one must match."""
+
+EpochCallback = Callable[[int, dict], None]
+
+
+class Trainer:
+    """Fits ``model`` (an ``AutoEncoder``) on ``train``, choosing checkpoints on ``validation``.
+
+    Writes into ``out_dir``: last.pt (every epoch), best.pt (best validation loss so far),
+    metrics.csv, loss_curve.png and summary.json. ``model_spec`` (what rebuilds the model)
+    and ``record`` (data checksum, grammar hash, ...) must be JSON-like; they are stored in
+    every checkpoint and must match when a run is resumed.
+    """
+
+    def __init__(
+        self,
+        model: AutoEncoder,
+        train: BatchSource,
+        validation: BatchSource,
+        config: TrainerConfig,
+        out_dir: str | Path,
+        model_spec: dict,
+        record: dict,
+        *,
+        quiet: bool = False,
+        on_epoch_end: EpochCallback | None = None,
+    ):
+        for name, source in (("training", train), ("validation", validation)):
+            if len(source) == 0:
+                raise DataError(f"the {name} set is empty")
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train = train
+        self.validation = validation
+        self.out_dir = Path(out_dir)
+        self.model_spec = _json_like(model_spec, "model_spec")
+        self.record = _json_like(record, "record")
+        self.quiet = quiet
+        self.on_epoch_end = on_epoch_end
+        self.console = Console()
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer,
+            mode="min",
+            factor=config.plateau_factor,
+            patience=config.plateau_patience,
+            min_lr=config.min_learning_rate,
+        )
+        self.data_order = torch.Generator()
+        self.history: list[dict] = []
+        self.best_epoch: int | None = None
+        self.best_validation_loss = math.inf
+
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict:
+        """Train up to ``config.epochs`` epochs and return the summary (also in summary.json).
+
+        ``resume`` continues the run saved in ``out_dir/last.pt`` exactly where it stopped;
+        ``overwrite`` replaces a run already in ``out_dir``.
+        """
+        if resume and overwrite:
+            raise ConfigError("resume and overwrite exclude each other: resume continues the run in the output folder")
+        seed_everything(self.config.seed)
+        self.data_order.manual_seed(self.config.seed)
+        before_training = getattr(self.model.objective, "before_training", None)
+        if before_training is not None:
+            before_training(self.config.batch_size)
+        first_epoch = self._resume() if resume else self._start_fresh(overwrite)
+        for epoch in range(first_epoch, self.config.epochs + 1):
+            self._run_epoch(epoch)
+        return self._write_summary()
+
+    def _start_fresh(self, overwrite: bool) -> int:
+        if (self.out_dir / LAST_CHECKPOINT).exists() and not overwrite:
+            raise ConfigError(
+                f"{self.out_dir} already holds a training run ({LAST_CHECKPOINT}): "
+                "use --resume to continue it or choose another --out"
+            )
+        for name in RUN_FILES:
+            (self.out_dir / name).unlink(missing_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return 1
+
+    def _resume(self) -> int:
+        path = self.out_dir / LAST_CHECKPOINT
+        state = load_checkpoint(path, map_location="cpu")
+        check_compatible(
+            _run_identity(state["model_spec"], state["record"], state["config"]),
+            _run_identity(self.model_spec, self.record, self.config.to_dict()),
+            source=f"checkpoint {path}",
+        )
+        try:
+            self.model.load_state_dict(state["model_state"])
+            self.optimizer.load_state_dict(state["optimizer_state"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            detail = str(error).strip().splitlines()[0][:200]
+            raise CheckpointError(f"checkpoint {path} does not fit this model ({detail})") from None
+        self.scheduler.load_state_dict(state["scheduler_state"])
+        self.history = state["history"]
+        self.best_epoch = state["best_epoch"]
+        self.best_validation_loss = state["best_validation_loss"]
+        restore_rng(state["rng"], self.data_order)
+        return state["epoch"] + 1
+
+    def _run_epoch(self, epoch: int) -> None:
+        started = time.perf_counter()
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        train_terms = self._train_epoch(epoch)
+        validation_terms = self._validate(epoch)
+        self.scheduler.step(validation_terms["loss"])
+        row = {
+            "epoch": epoch,
+            "lr": learning_rate,
+            "seconds": time.perf_counter() - started,
+            **{f"train_{name}": value for name, value in train_terms.items()},
+            **{f"val_{name}": value for name, value in validation_terms.items()},
+        }
+        self.history.append(row)
+        improved = validation_terms["loss"] < self.best_validation_loss
+        if improved:
+            self.best_epoch, self.best_validation_loss = epoch, validation_terms["loss"]
+        state = self._checkpoint_state(epoch)
+        save_checkpoint(self.out_dir / LAST_CHECKPOINT, state)
+        if improved:
+            save_checkpoint(self.out_dir / BEST_CHECKPOINT, state)
+        write_metrics_csv(self.out_dir / METRICS_FILE, self.history)
+        plot_loss_curve(self.out_dir / CURVE_FILE, self.history)
+        self._write_summary()
+        if not self.quiet:
+            self.console.print(
+                f"epoch {epoch}/{self.config.epochs}  train {_format_terms(train_terms)}  "
+                f"| val {_format_terms(validation_terms)}  lr {learning_rate:.3g}  "
+                f"{row['seconds']:.1f} s{'  (best)' if improved else ''}"
+            )
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, row)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over full training batches (the shuffled remainder is left to later epochs)."""
+        self.model.train()
+        batch_size = self.config.batch_size
+        batch_count = max(1, len(self.train) // batch_size)
+        batches = islice(self.train.batches(batch_size, True, self.data_order), batch_count)
+        means = TermMeans(self.device)
+        with self._progress() as progress, closing(prefetch(batches, self.config.num_workers)) as stream:
+            task = progress.add_task(f"epoch {epoch}/{self.config.epochs}", total=batch_count, terms="")
+            for index, batch in enumerate(stream, start=1):
+                batch = to_device(batch, self.device)
+                self.optimizer.zero_grad(set_to_none=True)
+                with self._autocast():
+                    terms = self.model.loss(batch)
+                means.add(terms, batch_length(batch), index)
+                terms["loss"].backward()
+                if self.config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                self.optimizer.step()
+                if index % SYNC_EVERY == 0:
+                    snapshot = self._checked(means.snapshot(), epoch, "training")
+                    progress.update(task, terms=_format_terms(snapshot.means))
+                progress.advance(task)
+        return self._checked(means.snapshot(), epoch, "training").means
+
+    @torch.no_grad()
+    def _validate(self, epoch: int) -> dict[str, float]:
+        self.model.eval()
+        means = TermMeans(self.device)
+        batches = self.validation.batches(self.config.batch_size, False, self.data_order)
+        with closing(prefetch(batches, self.config.num_workers)) as stream:
+            for index, batch in enumerate(stream, start=1):
+                batch = to_device(batch, self.device)
+                with self._autocast():
+                    means.add(self.model.loss(batch), batch_length(batch), index)
+        return self._checked(means.snapshot(), epoch, "validation").means
+
+    def _checked(self, snapshot: Snapshot, epoch: int, stage: str) -> Snapshot:
+        """The snapshot, or TrainingError if a batch so far had a non-finite loss term."""
+        if snapshot.first_bad_batch is None:
+            return snapshot
+        if self.history:
+            kept = f"{LAST_CHECKPOINT} holds epoch {self.history[-1]['epoch']}, {BEST_CHECKPOINT} epoch {self.best_epoch}"
+        else:
+            kept = "no checkpoint was written"
+        raise TrainingError(
+            f"epoch {epoch}, {stage} batch {snapshot.first_bad_batch}: non-finite loss term(s) "
+            f"{', '.join(snapshot.bad_terms)}; training stopped ({kept} in {self.out_dir})"
+        )
+
+    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model_spec": self.model_spec,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "best_epoch": self.best_epoch,
+            "best_validation_loss": self.best_validation_loss,
+            "history": list(self.history),
+            "rng": capture_rng(self.data_order),
+            "config": self.config.to_dict(),
+            "record": self.record,
+            "provenance": _json_like(provenance(), "provenance"),
+        }
+
+    def _write_summary(self) -> dict:
+        final = self.history[-1]
+        summary = {
+            "epochs_run": len(self.history),
+            "best_epoch": self.best_epoch,
+            "best_validation_loss": self.best_validation_loss,
+            "final": {
+                "train": _terms_of(final, "train_"),
+                "validation": _terms_of(final, "val_"),
+            },
+            "seconds_per_epoch": sum(row["seconds"] for row in self.history) / len(self.history),
+            "device": str(self.device),
+            "config": self.config.to_dict(),
+            "model_spec": self.model_spec,
+            "record": self.record,
+            "provenance": provenance(),
+        }
+        atomic_write_json(self.out_dir / SUMMARY_FILE, summary)
+        return summary
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[terms]}"),
+            console=self.console,
+            transient=True,
+            disable=self.quiet,
+        )
+
+    def _autocast(self) -> AbstractContextManager:
+        if self.device.type == "cuda" and self.config.mixed_precision:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def _run_identity(model_spec: dict, record: dict, config: dict) -> dict:
+    """What must be the same in a run and its resumption."""
+    fixed = {name: value for name, value in config.items() if name not in RESUMABLE_SETTINGS}
+    return {"model_spec": model_spec, "record": record, "config": fixed}
+
+
+def _json_like(value: dict, name: str) -> dict:
+    """``value`` as it reads back from JSON, so stored and given copies compare equal."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{name} must hold only dicts, lists, strings, finite numbers and None ({error})") from None
+
+
+def _terms_of(row: dict, prefix: str) -> dict[str, float]:
+    return {name[len(prefix) :]: value for name, value in row.items() if name.startswith(prefix)}
+
+
+def _format_terms(terms: dict[str, float]) -> str:
+    return " ".join(f"{name} {value:.4g}" for name, value in terms.items())

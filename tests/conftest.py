@@ -1,0 +1,40 @@
+"""Shared fixtures: the shared data directory and an isolated cache per test session."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GRAMMAR_AE_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory):
+    """Point the data and cache variables at the shared data and a fresh cache."""
+    os.environ.setdefault("GRAMMAR_AE_DATA", str(SHARED_DATA))
+    os.environ["GRAMMAR_AE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    yield
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def zinc_smiles() -> list[str]:
+    with gzip.open(shared_file("zinc250k.smi.gz"), "rt") as handle:
+        return handle.read().splitlines()
+
+
+@pytest.fixture(scope="session")
+def expressions() -> list[str]:
+    with gzip.open(shared_file("equation2_15_dataset.txt.gz"), "rt") as handle:
+        return handle.read().splitlines()
