@@ -255,7 +255,7 @@ def test_epoch_callback_and_before_training_hook(digits, tmp_path):
     trainer = make_trainer(digits, tmp_path, epochs=2)
     trainer.on_epoch_end = lambda epoch, metrics: seen.append((epoch, metrics["val_loss"]))
     calls: list[int] = []
-    trainer.model.objective.before_training = calls.append
+    trainer.model.before_training = calls.append
     summary = trainer.fit()
     assert [epoch for epoch, _ in seen] == [1, 2] and calls == [100]
     assert seen[-1][1] == summary["final"]["validation"]["loss"]

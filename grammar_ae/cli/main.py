@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from grammar_ae.cli import commands_data, commands_grammar
+    from grammar_ae.cli import commands_data, commands_grammar, commands_model
 
-    for module in (commands_grammar, commands_data):
+    for module in (commands_grammar, commands_data, commands_model):
         module.register(app)
 
 

@@ -45,9 +45,16 @@ class AutoEncoder(nn.Module, ABC):
         """All loss terms of one batch; ``loss`` is the one to minimise."""
         encoded = self.encode(self.inputs(batch))
         z = self.objective.latent(encoded)
-        decoded = self.decode(z)
+        with self.objective.decoding_context():
+            decoded = self.decode(z)
         rec = self.reconstruction(decoded, batch)
         return self.objective(encoded, z, decoded, rec, self.decoder)
+
+    def before_training(self, batch_size: int) -> None:
+        """Called once by the trainer before the first epoch (the GMM prior calibrates its weights)."""
+        calibrate = getattr(self.objective, "calibrate", None)
+        if calibrate is not None and not self.objective.calibrated:
+            calibrate(batch_size, self.latent_dim)
 
     @torch.no_grad()
     def latent_means(self, batch: Any) -> Tensor:

@@ -104,9 +104,7 @@ class Trainer:
             raise ConfigError("resume and overwrite exclude each other: resume continues the run in the output folder")
         seed_everything(self.config.seed)
         self.data_order.manual_seed(self.config.seed)
-        before_training = getattr(self.model.objective, "before_training", None)
-        if before_training is not None:
-            before_training(self.config.batch_size)
+        self.model.before_training(self.config.batch_size)
         first_epoch = self._resume() if resume else self._start_fresh(overwrite)
         for epoch in range(first_epoch, self.config.epochs + 1):
             self._run_epoch(epoch)

@@ -1,0 +1,36 @@
+"""Helpers shared by the benchmark scripts: shared data location and result files."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from grammar_ae.utils.files import atomic_write_json
+from grammar_ae.utils.provenance import provenance
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def shared_data() -> Path:
+    """``$GRAMMAR_AE_DATA`` or the ``shared/data`` folder beside the checkout."""
+    return Path(os.environ.get("GRAMMAR_AE_DATA", REPO.parent / "shared" / "data"))
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_result(name: str, result: dict) -> Path:
+    path = RESULTS / f"{name}.json"
+    atomic_write_json(path, {**result, "machine": machine(), "provenance": provenance()})
+    return path

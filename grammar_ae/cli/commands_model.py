@@ -1,0 +1,156 @@
+"""`grammar-ae train`, `evaluate`, `sample`, `encode` and `decode`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import typer
+
+from grammar_ae.cli.commands_grammar import GRAMMAR_HELP
+from grammar_ae.errors import ConfigError, DataError
+from grammar_ae.pipelines.settings import merge, parse_assignments, read_config_file
+
+RUN_DIR = typer.Argument(..., help="Run directory (or checkpoint file) written by `grammar-ae train`.")
+DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+
+
+def train(
+    grammar: Optional[str] = typer.Option(None, "--grammar", "-g", help=GRAMMAR_HELP + " Trains a sequence model."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Image data set (digits, mnist, fashion-mnist, cifar10, svhn, celeba). Trains an image model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Sequence: gvae, cvae, gcvvae, grae, grae-gmm. Images: ae, ae-l2, vae, cvvae, wae, 2svae, rae, rae-l2, rae-gp, rae-sn, ar-elbo, gmm."),
+    regularizer: Optional[str] = typer.Option(None, help="grae only: l2, gp or sn (default l2)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Sequence data: a file, a prepared directory or a named set (zinc250k, expressions, moses-sample, expressions-generated). Default: the published set."),
+    split: Optional[str] = typer.Option(None, help="Images: 'test' trains on the test split alone (split again into train/validation)."),
+    variant: Optional[str] = typer.Option(None, help="ar-elbo: iso-i, iso-d, diag-i or diag-d."),
+    components: Optional[int] = typer.Option(None, help="gmm / grae-gmm: number of prior components."),
+    limit: Optional[int] = typer.Option(None, help="Use a seeded random subset of this many items."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the published number)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default: the published one)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML file with any of these settings plus [objective] / [network] tables."),
+    settings: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set objective.beta=0.01 --set network.gru_hidden=128."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, metrics.csv, plots, summary.json)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly where it stopped."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or interrupted run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train a model; the resolved config, checkpoints and results go to --out."""
+    objective_extras = {"variant": variant, "components": components}
+    cli = {
+        "grammar": grammar, "dataset": dataset, "model": model, "regularizer": regularizer, "data": data,
+        "split": split, "limit": limit, "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device,
+        "objective": {k: v for k, v in objective_extras.items() if v is not None},
+    }
+    values = merge(read_config_file(config), parse_assignments(settings), cli)
+    if values.get("grammar") and values.get("dataset"):
+        raise ConfigError("give --grammar (sequence models) or --dataset (image models), not both")
+    if values.get("dataset"):
+        from grammar_ae.pipelines.train_images import ImageRunConfig, train_image_model
+
+        summary = train_image_model(ImageRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
+    else:
+        from grammar_ae.pipelines.train_sequence import SequenceRunConfig, train_sequence_model
+
+        values.pop("dataset", None)
+        values.pop("split", None)
+        values.setdefault("grammar", "smiles")
+        summary = train_sequence_model(SequenceRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
+    best = summary.get("best_validation_loss")
+    typer.echo(f"trained {summary.get('epochs_run')} epochs; best validation loss {best} at epoch {summary.get('best_epoch')}; run in {out}")
+
+
+def evaluate(
+    run: Path = RUN_DIR,
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
+    items: int = typer.Option(1000, help="Held-out items for reconstruction."),
+    encode_samples: int = typer.Option(10, help="Stochastic encoders: encodings per item."),
+    decode_samples: int = typer.Option(100, help="Stochastic encoders: decodes per encoding."),
+    prior_samples: int = typer.Option(1000, help="Latent samples for validity."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = DEVICE,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Reconstruction accuracy, prior / Gaussian / GMM validity, uniqueness and novelty."""
+    from grammar_ae.evaluation.run import evaluate_run
+
+    result = evaluate_run(
+        run, device=device, progress=not quiet and not json_output,
+        options={"items": items, "encode_samples": encode_samples, "decode_samples": decode_samples,
+                 "prior_samples": prior_samples, "seed": seed},
+    )
+    if json_output:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        if not isinstance(value, dict):
+            typer.echo(f"{key:<28} {value:.4f}" if isinstance(value, float) else f"{key:<28} {value}")
+
+
+def sample(
+    run: Path = RUN_DIR,
+    n: int = typer.Option(10, "-n", help="Number of samples."),
+    sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), gaussian or gmm (ex-post, fitted on training latents)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = DEVICE,
+) -> None:
+    """Print N decoded samples, one per line (an empty line for an invalid decode)."""
+    from grammar_ae.models.handle import load_latent_model
+
+    loaded = load_latent_model(run, device)
+    z = loaded.sampler(sampler).sample(n, torch.Generator().manual_seed(seed))
+    for text in loaded.decode(z):
+        typer.echo(text or "")
+
+
+def encode(
+    run: Path = RUN_DIR,
+    strings: list[str] = typer.Argument(None, help="Strings to encode."),
+    input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="File with one string per line ('-' for stdin)."),
+    device: str = DEVICE,
+) -> None:
+    """Print the latent mean of each string, one line of space-separated numbers each."""
+    from grammar_ae.cli.commands_grammar import _lines
+    from grammar_ae.models.handle import load_latent_model
+
+    latents = load_latent_model(run, device).encode_means(_lines(strings or [], input_file))
+    for row in latents.numpy():
+        typer.echo(" ".join(f"{v:.8g}" for v in row))
+
+
+def decode(
+    run: Path = RUN_DIR,
+    input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Latents, one per line (default: stdin)."),
+    device: str = DEVICE,
+) -> None:
+    """Decode latent vectors (one per line) to strings; an empty line for an invalid decode."""
+    from grammar_ae.models.handle import load_latent_model
+
+    loaded = load_latent_model(run, device)
+    text = sys.stdin.read() if input_file is None or str(input_file) == "-" else _read(input_file)
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    try:
+        z = torch.tensor(np.array(rows, dtype=np.float32))
+    except ValueError:
+        raise DataError("latents must be lines of numbers, all of the same length") from None
+    if z.ndim != 2 or z.shape[1] != loaded.latent_dim:
+        raise DataError(f"latents have {z.shape[-1] if z.ndim == 2 else '?'} values per line; the model's latent size is {loaded.latent_dim}")
+    for out in loaded.decode(z):
+        typer.echo(out or "")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error})") from None
+
+
+def register(app: typer.Typer) -> None:
+    for command in (train, evaluate, sample, encode, decode):
+        app.command()(command)

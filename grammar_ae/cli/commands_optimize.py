@@ -1,0 +1,107 @@
+"""`grammar-ae optimize` (latent-space BO) and `grammar-ae benchmark bo` (the multi-seed protocol)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from grammar_ae.bo.latent_model import LatentModel
+from grammar_ae.bo.targets import check_target_grammar, get_target, import_target_module
+from grammar_ae.errors import ConfigError
+from grammar_ae.utils.device import resolve_device
+
+TARGET_HELP = "Objective: logp, qed (molecules), expression, or a target registered by --target-module."
+TARGET_MODULE_HELP = "Python module to import first; it registers user targets with register_target."
+
+benchmark_app = typer.Typer(help="Benchmark protocols of the papers this toolkit reproduces.", no_args_is_help=True)
+
+
+def _load(checkpoint: Path, target: str, target_module: Optional[str], device: str) -> tuple[LatentModel, str]:
+    """Resolve the target (failing fast), then load the checkpoint and check their grammars agree."""
+    if target_module:
+        import_target_module(target_module)
+    resolved = get_target(target)
+    device_name = str(resolve_device(device))
+    from grammar_ae.models.handle import load_latent_model
+
+    model = load_latent_model(checkpoint, device_name)
+    check_target_grammar(resolved, model.grammar_name)
+    return model, device_name
+
+
+def optimize(
+    target: str = typer.Option(..., "--target", "-t", help=TARGET_HELP),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Trained model directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (proposals.csv, summary.json, plots)."),
+    iterations: int = typer.Option(5, help="BO iterations."),
+    batch_size: int = typer.Option(50, help="Points proposed per iteration (q)."),
+    samples_per_point: Optional[int] = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise)."),
+    acquisition: str = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson."),
+    surrogate: str = typer.Option("sparse", help="GP: sparse (variational, 500 inducing points) or exact."),
+    max_training_points: Optional[int] = typer.Option(None, help="Subsample the GP's training set (CPU)."),
+    seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    target_module: Optional[str] = typer.Option(None, help=TARGET_MODULE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Latent-space Bayesian optimization of a target with a trained model."""
+    from grammar_ae.bo.loop import BOConfig, run_bo
+
+    model, device_name = _load(checkpoint, target, target_module, device)
+    config = BOConfig(
+        target, iterations=iterations, batch_size=batch_size, samples_per_point=samples_per_point,
+        acquisition=acquisition, surrogate=surrogate, max_training_points=max_training_points, seed=seed,
+        device=device_name,
+    )
+    summary = run_bo(model, config, out, resume=resume, progress=not quiet)
+    average = summary["average_score"]
+    typer.echo(
+        f"valid {summary['valid']}/{summary['proposed']} ({summary['fraction_valid']:.2f}), "
+        f"average score {'n/a' if average is None else f'{average:.4f}'}"
+    )
+    for rank, entry in enumerate(summary["top3"], 1):
+        typer.echo(f"{rank}. {entry['score']:.4f}  {entry['string']}")
+    typer.echo(f"results in {out}")
+
+
+@benchmark_app.command("bo")
+def benchmark_bo(
+    target: str = typer.Option(..., "--target", "-t", help=TARGET_HELP),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Trained model directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (one folder per seed, bo_benchmark.{csv,md})."),
+    seeds: int = typer.Option(5, help="Number of seeds: runs with seeds 0 .. N-1."),
+    iterations: int = typer.Option(5, help="BO iterations per seed."),
+    batch_size: int = typer.Option(50, help="Points proposed per iteration (q)."),
+    samples_per_point: Optional[int] = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise)."),
+    acquisition: str = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson."),
+    surrogate: str = typer.Option("sparse", help="GP: sparse or exact."),
+    max_training_points: Optional[int] = typer.Option(None, help="Subsample the GP's training set (CPU)."),
+    label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    target_module: Optional[str] = typer.Option(None, help=TARGET_MODULE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """The BO protocol over several seeds: fraction valid, average score, best three (PROTOCOLS 6)."""
+    from grammar_ae.bo.benchmark import run_bo_benchmark, table_markdown
+    from grammar_ae.bo.loop import BOConfig
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    model, device_name = _load(checkpoint, target, target_module, device)
+    config = BOConfig(
+        target, iterations=iterations, batch_size=batch_size, samples_per_point=samples_per_point,
+        acquisition=acquisition, surrogate=surrogate, max_training_points=max_training_points, device=device_name,
+    )
+    row = run_bo_benchmark(
+        model, target, list(range(seeds)), config, out, label=label or checkpoint.resolve().name, progress=not quiet,
+    )
+    typer.echo(table_markdown(row), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize)
+    app.add_typer(benchmark_app, name="benchmark")
+

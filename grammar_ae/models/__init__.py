@@ -1,0 +1,1 @@
+"""The model zoo: one place per model, shared base classes."""

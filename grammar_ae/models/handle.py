@@ -1,0 +1,156 @@
+"""A trained sequence model loaded from its run directory: encode, decode, sample.
+
+This is what ``evaluate``, ``sample``, ``encode``, ``decode`` and ``optimize`` work with.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grammar_ae.data.datasets import load_prepared
+from grammar_ae.errors import CheckpointError, DataError
+from grammar_ae.models.sequence import SequenceAutoEncoder, SequenceModelSpec
+from grammar_ae.objectives import LatentSampler, fit_sampler, load_sampler, save_sampler
+from grammar_ae.training import load_checkpoint
+from grammar_ae.utils.device import resolve_device
+from grammar_ae.utils.files import sha256_file
+
+CHECKPOINT_NAMES = ("best.pt", "last.pt")
+SAMPLER_LATENTS = 20_000  # training latents used to fit ex-post densities
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file of a run directory (best.pt, else last.pt) or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: no checkpoint (best.pt or last.pt) in this directory")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+class TrainedSequenceModel:
+    """A sequence model with its grammar, data and run directory."""
+
+    def __init__(self, path: str | Path, device: str = "auto"):
+        self.checkpoint_file = checkpoint_path(path)
+        self.run_dir = self.checkpoint_file.parent
+        self.device = resolve_device(device)
+        state = load_checkpoint(self.checkpoint_file)
+        self.spec = SequenceModelSpec.from_dict(state["model_spec"])
+        self.record = state.get("record", {})
+        self.epoch = state.get("epoch")
+        self.model = SequenceAutoEncoder(self.spec)
+        try:
+            self.model.load_state_dict(state["model_state"])
+        except (RuntimeError, KeyError) as error:
+            raise CheckpointError(f"{self.checkpoint_file}: weights do not fit the model it describes ({error})") from None
+        self.model.to(self.device).eval()
+        self.grammar = self.model.codec.grammar
+
+    # -- the LatentModel protocol of the BO loop -------------------------------------------
+    @property
+    def grammar_name(self) -> str:
+        return self.spec.grammar_name
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @cached_property
+    def checkpoint_sha256(self) -> str:
+        return sha256_file(self.checkpoint_file)
+
+    def training_strings(self) -> list[str]:
+        return self._strings("train")
+
+    def validation_strings(self) -> list[str]:
+        return self._strings("validation")
+
+    def encode_means(self, strings) -> Tensor:
+        return self.model.encode_strings(list(strings))
+
+    def decode(self, z: Tensor, sample: bool = False, seed: int = 0) -> list[str | None]:
+        generator = torch.Generator().manual_seed(seed)
+        return self.model.decode_latents(z.float(), sample=sample, generator=generator)
+
+    @torch.no_grad()
+    def decode_samples(self, z: Tensor, samples_per_point: int, seed: int, chunk_rows: int = 2000) -> list[list[str | None]]:
+        """``samples_per_point`` Gumbel-max decodes of each row of ``z``.
+
+        The decoder is deterministic given z, so its logits are computed once per point and
+        only the masked sampling is repeated.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        out: list[list[str | None]] = []
+        points_per_chunk = max(1, chunk_rows // samples_per_point)
+        for start in range(0, len(z), points_per_chunk):
+            logits = self.model.decode(z[start : start + points_per_chunk].float().to(self.device)).float()
+            repeated = logits.repeat_interleave(samples_per_point, dim=0)
+            strings = self.model.codec.decode(repeated, sample=True, generator=generator)
+            out.extend(strings[i : i + samples_per_point] for i in range(0, len(strings), samples_per_point))
+        return out
+
+    # -- samplers ---------------------------------------------------------------------------
+    def prior_sampler(self) -> LatentSampler | None:
+        return self.model.objective.prior_sampler(self.latent_dim)
+
+    def sampler(self, kind: str) -> LatentSampler:
+        """``prior`` (the training prior; a fitted Gaussian for models without one), ``gaussian`` or ``gmm``."""
+        if kind == "prior":
+            return self.prior_sampler() or self.sampler("gaussian")
+        if kind not in ("gaussian", "gmm"):
+            raise CheckpointError(f"sampler {kind!r} is unknown; expected prior, gaussian or gmm")
+        path = self.run_dir / f"sampler_{kind}_{self.checkpoint_sha256[:12]}.pt"
+        if path.is_file():
+            try:
+                return load_sampler(path)
+            except CheckpointError:  # damaged cache: refitted below
+                pass
+        sampler = fit_sampler(kind, self.training_latents())
+        save_sampler(path, sampler)
+        return sampler
+
+    def training_latents(self, limit: int = SAMPLER_LATENTS, seed: int = 0) -> Tensor:
+        strings = self.training_strings()
+        if len(strings) > limit:
+            chosen = np.random.default_rng(seed).choice(len(strings), limit, replace=False)
+            strings = [strings[i] for i in np.sort(chosen)]
+        return self.encode_means(strings)
+
+    # -- data ---------------------------------------------------------------------------
+    @cached_property
+    def _data(self):
+        data_name = self.record.get("data")
+        if data_name is None:
+            raise CheckpointError(f"{self.checkpoint_file}: the run records no data set")
+        data = load_prepared(data_name, self.grammar, progress=False)
+        if data.input_sha256 != self.record.get("data_sha256"):
+            raise DataError(
+                f"data {data_name}: checksum {data.input_sha256[:12]} differs from the one the model "
+                f"was trained on ({str(self.record.get('data_sha256'))[:12]})"
+            )
+        return data
+
+    def _strings(self, part: str) -> list[str]:
+        split_file = self.run_dir / "split.npz"
+        try:
+            with np.load(split_file) as split:
+                items = split[part]
+        except (OSError, KeyError, ValueError) as error:
+            raise CheckpointError(f"{split_file}: missing or damaged ({error})") from None
+        strings = self._data.strings
+        return [strings[i] for i in items]
+
+
+def load_latent_model(path: str | Path, device: str = "auto") -> TrainedSequenceModel:
+    return TrainedSequenceModel(path, device)
+

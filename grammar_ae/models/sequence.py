@@ -1,0 +1,140 @@
+"""Sequence autoencoders over production sequences (grammar models) or characters.
+
+The spec (a JSON-like dict stored in every checkpoint) holds all that is needed to
+rebuild the model: the grammar's text and hash, the representation, the network sizes
+and the objective's configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from grammar_ae.errors import CheckpointError
+from grammar_ae.grammar.cfg import Grammar
+from grammar_ae.models.base import AutoEncoder
+from grammar_ae.models.codec import CharacterCodec, GrammarCodec, SequenceCodec
+from grammar_ae.models.sequence_networks import SequenceDecoder, SequenceEncoder, SequenceNetworkConfig
+from grammar_ae.objectives import ReconstructionTerms, build_objective, config_of
+from grammar_ae.objectives.base import Objective
+
+GRAMMAR, CHARACTER = "grammar", "character"
+
+
+@dataclass
+class SequenceModelSpec:
+    representation: str  # "grammar" or "character"
+    grammar_name: str
+    grammar_source: str
+    grammar_hash: str
+    network: SequenceNetworkConfig
+    objective: dict  # config_of(objective): {"name": ..., settings...}
+    preset: str = ""
+    alphabet: list[str] = field(default_factory=list)  # character models
+    length: int = 0  # character models: max characters
+
+    def to_dict(self) -> dict:
+        return {
+            "family": "sequence",
+            "representation": self.representation,
+            "preset": self.preset,
+            "grammar_name": self.grammar_name,
+            "grammar_source": self.grammar_source,
+            "grammar_hash": self.grammar_hash,
+            "network": self.network.to_dict(),
+            "objective": self.objective,
+            "alphabet": self.alphabet,
+            "length": self.length,
+        }
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> SequenceModelSpec:
+        try:
+            if spec["family"] != "sequence":
+                raise KeyError("family")
+            return cls(
+                representation=spec["representation"],
+                preset=spec.get("preset", ""),
+                grammar_name=spec["grammar_name"],
+                grammar_source=spec["grammar_source"],
+                grammar_hash=spec["grammar_hash"],
+                network=SequenceNetworkConfig(**spec["network"]),
+                objective=dict(spec["objective"]),
+                alphabet=list(spec.get("alphabet", [])),
+                length=int(spec.get("length", 0)),
+            )
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"not a sequence-model spec (missing or bad {error})") from None
+
+    def grammar(self) -> Grammar:
+        grammar = Grammar.from_text(self.grammar_source, name=self.grammar_name)
+        if grammar.hash != self.grammar_hash:
+            raise CheckpointError(f"the stored grammar's hash {grammar.hash} differs from the recorded {self.grammar_hash}")
+        return grammar
+
+    def codec(self) -> SequenceCodec:
+        grammar = self.grammar()
+        if self.representation == GRAMMAR:
+            return GrammarCodec(grammar)
+        return CharacterCodec(grammar, self.alphabet, self.length)
+
+
+class SequenceAutoEncoder(AutoEncoder):
+    """Encoder over one-hot (B, T, V) sequences; decoder to (B, T, V) logits."""
+
+    def __init__(self, spec: SequenceModelSpec, objective: Objective | None = None):
+        objective = objective or build_objective(**spec.objective)
+        codec = spec.codec()
+        length, vocabulary = codec.length, codec.vocabulary
+        encoder = SequenceEncoder(spec.network, length, vocabulary, stochastic=objective.stochastic_encoder)
+        decoder = SequenceDecoder(spec.network, length, vocabulary)
+        super().__init__(encoder, decoder, objective, spec.network.latent_dim)
+        self.spec = spec
+        self.codec = codec
+        self.vocabulary = vocabulary
+        if spec.representation == GRAMMAR:
+            grammar = codec.grammar
+            masks = torch.as_tensor(grammar.masks[grammar.rule_lhs])  # (R, R): rule -> allowed rules
+            self.register_buffer("rule_masks", masks, persistent=False)
+        else:
+            self.rule_masks = None
+
+    def inputs(self, batch: Tensor) -> Tensor:
+        return F.one_hot(batch.long(), self.vocabulary).float()
+
+    def reconstruction(self, logits: Tensor, batch: Tensor) -> ReconstructionTerms:
+        """Cross-entropy per step, summed over steps, averaged over the batch.
+
+        Grammar models renormalise over the rules of the true left-hand symbol (the mask
+        of each target rule's left-hand side), as in the grammar VAE.
+        """
+        targets = batch.long()
+        if self.rule_masks is not None:
+            logits = logits.masked_fill(~self.rule_masks[targets], float("-inf"))
+        per_step = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+        return ReconstructionTerms(loss=per_step.view_as(targets).sum(1).mean())
+
+    @torch.no_grad()
+    def encode_strings(self, strings: list[str], batch_size: int = 1000) -> Tensor:
+        """Latent means (N, d) on the CPU."""
+        device = next(self.parameters()).device
+        means = []
+        for start in range(0, len(strings), batch_size):
+            batch = self.codec.encode(strings[start : start + batch_size]).to(device)
+            means.append(self.encode(self.inputs(batch)).mu.float().cpu())
+        return torch.cat(means) if means else torch.zeros(0, self.latent_dim)
+
+    @torch.no_grad()
+    def decode_latents(
+        self, z: Tensor, sample: bool = False, generator: torch.Generator | None = None, batch_size: int = 1000
+    ) -> list[str | None]:
+        """Strings for each row of ``z``; None where the decoder's output is invalid."""
+        device = next(self.parameters()).device
+        out: list[str | None] = []
+        for start in range(0, len(z), batch_size):
+            logits = self.decode(z[start : start + batch_size].to(device)).float()
+            out.extend(self.codec.decode(logits, sample=sample, generator=generator))
+        return out

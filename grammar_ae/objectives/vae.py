@@ -1,0 +1,62 @@
+"""VAE: a stochastic encoder, reparameterised sample, KL to N(0, I)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from grammar_ae.objectives.base import (
+    EncoderOutput,
+    Objective,
+    ReconstructionTerms,
+    check_positive,
+    check_weight,
+    total,
+)
+from grammar_ae.objectives.terms import gaussian_kl, reparameterise
+
+
+class GaussianEncoderObjective(Objective):
+    """Shared by VAE-like objectives: z = mu + noise * sigma * eps in training, mu in eval; N(0, I) prior."""
+
+    stochastic_encoder: ClassVar[bool] = True
+    standard_normal_prior: ClassVar[bool] = True
+    noise_scale: float = 1.0
+
+    def latent(self, enc: EncoderOutput) -> Tensor:
+        logvar = self._require_logvar(enc)
+        if not self.training:
+            return enc.mu
+        return reparameterise(enc.mu, logvar, self.noise_scale)
+
+    def kl(self, enc: EncoderOutput) -> Tensor:
+        return gaussian_kl(enc.mu, self._require_logvar(enc))
+
+
+@dataclass
+class VAEConfig:
+    """REC + kl_weight * KL.
+
+    ``encoder_noise_std`` scales eps in the reparameterised sample: 1.0 is the standard VAE;
+    the original GVAE code used 0.01 (the KL term is unchanged by it).
+    """
+
+    kl_weight: float = 1.0
+    encoder_noise_std: float = 1.0
+
+
+class VAEObjective(GaussianEncoderObjective):
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig, name: str = "vae") -> None:
+        check_weight(name, "kl_weight", config.kl_weight)
+        check_positive(name, "encoder_noise_std", config.encoder_noise_std)
+        super().__init__(config, name)
+        self.noise_scale = config.encoder_noise_std
+
+    def forward(
+        self, enc: EncoderOutput, z: Tensor, decoded: Tensor, rec: ReconstructionTerms, decoder: nn.Module
+    ) -> dict[str, Tensor]:
+        return total(rec, kl=(self.config.kl_weight, self.kl(enc)))

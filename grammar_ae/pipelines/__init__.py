@@ -1,0 +1,1 @@
+"""End-to-end jobs that tie data, models and the trainer together."""
