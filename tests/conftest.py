@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GRAMMAR_AE_DATA", REPO.parent / "shared" / "data"))
@@ -18,7 +19,29 @@ def _isolated_environment(tmp_path_factory):
     os.environ.setdefault("GRAMMAR_AE_DATA", str(SHARED_DATA))
     os.environ["GRAMMAR_AE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The tests' models are tiny: one thread avoids waiting on a busy second core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """Run the real entry point in-process: returns (exit code, stdout, stderr)."""
+    from grammar_ae.cli.main import main
+
+    def run(*args: str):
+        monkeypatch.setattr("sys.argv", ["grammar-ae", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 def shared_file(name: str) -> Path:

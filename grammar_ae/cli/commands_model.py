@@ -73,16 +73,18 @@ def evaluate(
     decode_samples: int = typer.Option(100, help="Stochastic encoders: decodes per encoding."),
     prior_samples: int = typer.Option(1000, help="Latent samples for validity."),
     seed: int = typer.Option(0, help="Random seed."),
+    inception: Optional[Path] = typer.Option(None, "--inception", help="Image runs: the FID Inception TorchScript file (default: the cached one, else the fallback classifier)."),
     device: str = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Reconstruction accuracy, prior / Gaussian / GMM validity, uniqueness and novelty."""
+    """Sequence runs: reconstruction accuracy, prior / Gaussian / GMM validity, uniqueness and novelty.
+    Image runs: reconstruction, sample (prior or Gaussian, GMM) and interpolation FID, precision / recall."""
     from grammar_ae.evaluation.run import evaluate_run
 
     result = evaluate_run(
         run, device=device, progress=not quiet and not json_output,
         options={"items": items, "encode_samples": encode_samples, "decode_samples": decode_samples,
-                 "prior_samples": prior_samples, "seed": seed},
+                 "prior_samples": prior_samples, "seed": seed, "inception": None if inception is None else str(inception)},
     )
     if json_output:
         typer.echo(json.dumps(result))
@@ -98,10 +100,19 @@ def sample(
     sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), gaussian or gmm (ex-post, fitted on training latents)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = DEVICE,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Image runs: write the N samples as a PNG grid here (samplers also two-stage)."),
 ) -> None:
-    """Print N decoded samples, one per line (an empty line for an invalid decode)."""
+    """Print N decoded samples, one per line (an empty line for an invalid decode); image runs: a PNG grid."""
+    from grammar_ae.evaluation.run import is_image_run
     from grammar_ae.models.handle import load_latent_model
 
+    if is_image_run(run):
+        from grammar_ae.pipelines.train_images import write_sample_grid
+
+        typer.echo(write_sample_grid(run, out, n, sampler, seed, device))
+        return
+    if out is not None:
+        raise ConfigError("--out (a PNG grid of samples) applies to image runs only")
     loaded = load_latent_model(run, device)
     z = loaded.sampler(sampler).sample(n, torch.Generator().manual_seed(seed))
     for text in loaded.decode(z):

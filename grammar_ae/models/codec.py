@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grammar_ae.decoding.masked import MaskedDecoder, to_strings
+from grammar_ae.decoding.masked import MaskedDecoder
 from grammar_ae.errors import GrammarAEError, ParseError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.parser import Parser
@@ -65,7 +65,7 @@ class GrammarCodec(SequenceCodec):
         return torch.from_numpy(out)
 
     def decode(self, logits: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> list[str | None]:
-        return to_strings(self.decoder.decode(logits, sample=sample, generator=generator), self.grammar)
+        return self.decoder.to_strings(self.decoder.decode(logits, sample=sample, generator=generator))
 
 
 class CharacterCodec(SequenceCodec):

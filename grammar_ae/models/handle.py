@@ -129,9 +129,11 @@ class TrainedSequenceModel:
     # -- data ---------------------------------------------------------------------------
     @cached_property
     def _data(self):
-        data_name = self.record.get("data")
+        data_file, data_name = self.record.get("data_file"), self.record.get("data")
         if data_name is None:
             raise CheckpointError(f"{self.checkpoint_file}: the run records no data set")
+        if data_file and Path(data_file).is_file():
+            data_name = data_file  # the file trained on, where it still is; else resolve the name again
         data = load_prepared(data_name, self.grammar, progress=False)
         if data.input_sha256 != self.record.get("data_sha256"):
             raise DataError(

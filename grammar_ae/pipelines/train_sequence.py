@@ -111,8 +111,10 @@ def train_sequence_model(
                 np.savez(handle, train=train_items, validation=validation_items)
     record = {
         "task": "sequence",
-        "config": asdict(config),
+        # epochs and device may change when a run is resumed; the trainer records them
+        "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "device")},
         "data": str(config.data),
+        "data_file": str(Path(data.summary["input"]).resolve()),
         "data_sha256": data.input_sha256,
         "grammar_hash": grammar.hash,
         "train_items": int(len(train_items)),

@@ -1,0 +1,260 @@
+"""The latent-space BO loop (PROTOCOLS 5): fit, acquire, decode, score, repeat; resumable.
+
+``run_bo`` encodes the model's training strings (latent means), scores them with the
+target (cached on disk), splits them 90/10 with the run's seed (the GP learns from the 90 %,
+its accuracy on the 10 % goes into the summary) and then, for each iteration, refits the
+surrogate on everything scored so far, picks a batch of latent points, decodes each point
+``samples_per_point`` times and keeps its most frequent valid string. An invalid point
+enters the surrogate with the worst training score.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grammar_ae.bo.acquisition import AcquisitionConfig, propose
+from grammar_ae.bo.latent_model import LatentModel
+from grammar_ae.bo.results import compact, write_outputs
+from grammar_ae.bo.scoring import score_many
+from grammar_ae.bo.state import BOState, Proposal, load_state, stage_seed
+from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
+from grammar_ae.bo.targets import Target, check_target_grammar, get_target
+from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.utils.device import resolve_device
+
+SAMPLES_PER_POINT = {"smiles": 500}  # any other grammar: DEFAULT_SAMPLES_PER_POINT
+DEFAULT_SAMPLES_PER_POINT = 25
+RESUMABLE_CHANGES = ("iterations", "device")  # config fields a resumed run may change
+
+
+@dataclass
+class BOConfig:
+    """One BO run. ``bounds``: "data" (box of the training latents) or a margin, the fraction
+    of the box's width added on each side. ``max_training_points`` subsamples the GP's
+    training set (useful on CPU)."""
+
+    target: str
+    iterations: int = 5
+    batch_size: int = 50
+    samples_per_point: int | None = None  # None: 500 for molecules, 25 otherwise
+    acquisition: str = "ei"
+    surrogate: str = "sparse"
+    inducing_points: int = 500
+    surrogate_epochs: int = 10
+    acquisition_restarts: int = 4
+    acquisition_raw_samples: int = 256
+    seed: int = 0
+    bounds: str | float = "data"
+    train_fraction: float = 0.9
+    max_training_points: int | None = None
+    device: str = "cpu"  # where the GP is fitted and the acquisition optimized
+
+    def validate(self) -> None:
+        for name in ("iterations", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.samples_per_point is not None and self.samples_per_point < 1:
+            raise ConfigError(f"samples_per_point must be at least 1, got {self.samples_per_point}")
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.bounds != "data" and (isinstance(self.bounds, str) or self.bounds < 0):
+            raise ConfigError(f"bounds must be 'data' or a margin >= 0, got {self.bounds!r}")
+        if self.max_training_points is not None and self.max_training_points < 2:
+            raise ConfigError(f"max_training_points must be at least 2, got {self.max_training_points}")
+        self.surrogate_config().validate()
+        self.acquisition_config().validate()
+
+    def surrogate_config(self) -> SurrogateConfig:
+        return SurrogateConfig(kind=self.surrogate, inducing_points=self.inducing_points, epochs=self.surrogate_epochs)
+
+    def acquisition_config(self) -> AcquisitionConfig:
+        return AcquisitionConfig(
+            name=self.acquisition, num_restarts=self.acquisition_restarts, raw_samples=self.acquisition_raw_samples,
+        )
+
+    def samples_for(self, grammar_name: str) -> int:
+        if self.samples_per_point is not None:
+            return self.samples_per_point
+        return SAMPLES_PER_POINT.get(grammar_name, DEFAULT_SAMPLES_PER_POINT)
+
+
+@dataclass
+class TrainingData:
+    """The scored training set, split for the surrogate."""
+
+    latents: Tensor  # (n, d) float64, the surrogate's training part
+    scores: Tensor
+    test_latents: Tensor
+    test_scores: Tensor
+    bounds: Tensor  # (2, d) search box
+    known: set[str]  # compact training strings, to flag rediscoveries
+    worst: float
+
+
+@contextmanager
+def _timed(state: BOState, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    state.add_timing(stage, time.perf_counter() - start)
+
+
+def prepare_training_data(model: LatentModel, target: Target, config: BOConfig, state: BOState) -> TrainingData:
+    """Encode and score the training strings, split them with the run's seed."""
+    strings = model.training_strings()
+    with _timed(state, "encode"):
+        latents = model.encode_means(strings).to(torch.float64)
+    with _timed(state, "score_training"):
+        scores = torch.from_numpy(score_many(target, strings))
+    scorable = torch.isfinite(scores)
+    if int(scorable.sum()) < 2:
+        raise ConfigError(f"target {target.name!r} can score fewer than 2 of the model's {len(strings)} training strings")
+    order = torch.from_numpy(np.random.default_rng(config.seed).permutation(len(strings)))
+    n_train = round(config.train_fraction * len(strings))
+    train = order[:n_train][scorable[order[:n_train]]]
+    test = order[n_train:][scorable[order[n_train:]]]
+    worst = target.worst(scores[train].tolist())
+    best = target.best(scores[train].tolist())
+    if config.max_training_points is not None and len(train) > config.max_training_points:
+        train = train[: config.max_training_points]  # already a seeded random order
+    margin = 0.0 if config.bounds == "data" else float(config.bounds)
+    state.training = {
+        "strings": len(strings), "unscorable": int((~scorable).sum()), "train_split": n_train,
+        "surrogate_points": len(train), "test_points": len(test), "best_score": best, "worst_score": worst,
+    }
+    return TrainingData(
+        latents[train], scores[train], latents[test], scores[test], data_bounds(latents, margin),
+        {compact(s) for s in strings}, worst,
+    )
+
+
+def choose_string(samples: list[str | None], target: Target) -> tuple[str, float | None]:
+    """The most frequent decode the target accepts, with its score; else the most frequent
+    grammatical decode (or "") and None."""
+    counts = Counter(sample for sample in samples if sample is not None)
+    for string, _ in counts.most_common():
+        if target.is_valid(string):
+            score = target.score_one(string)
+            if score is not None:
+                return string, score
+    return (counts.most_common(1)[0][0] if counts else ""), None
+
+
+def _new_state(config: BOConfig, model: LatentModel) -> BOState:
+    return BOState(config=asdict(config), checkpoint_sha256=model.checkpoint_sha256)
+
+
+def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: bool) -> BOState:
+    state = load_state(out_dir)
+    if state is None:
+        return _new_state(config, model)
+    if not resume:
+        raise ConfigError(f"{out_dir} already holds a BO run; pass --resume to continue it or choose another --out")
+    if state.checkpoint_sha256 != model.checkpoint_sha256:
+        raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
+    changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and state.config.get(key) != value]
+    if changed:
+        raise ConfigError(f"{out_dir}: cannot resume with a different {', '.join(changed)} than the saved run")
+    state.config = asdict(config)
+    return state
+
+
+def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) latent-space BO and return the summary; see the module docstring."""
+    config.validate()
+    target = get_target(config.target)
+    check_target_grammar(target, model.grammar_name)
+    device = resolve_device(config.device)
+    out_dir = Path(out_dir)
+    state = _resumed_state(out_dir, config, model, resume)
+    if state.completed_iterations >= config.iterations:
+        summary_path = out_dir / "summary.json"
+        return json.loads(summary_path.read_text()) if summary_path.is_file() else write_outputs(out_dir, state, target)
+    unit_box = torch.stack([torch.zeros(model.latent_dim), torch.ones(model.latent_dim)]).to(device, torch.float64)
+    with _Progress(progress, config.iterations, state.completed_iterations) as bar:
+        bar.stage(f"encoding and scoring the training strings with {target.name}")
+        data = prepare_training_data(model, target, config, state)
+        summary: dict = {}
+        for iteration in range(state.completed_iterations + 1, config.iterations + 1):
+            bar.stage(f"iteration {iteration}")
+            _run_iteration(iteration, model, target, config, data, state, unit_box, device)
+            state.completed_iterations = iteration
+            state.save(out_dir)
+            summary = write_outputs(out_dir, state, target)
+            bar.advance(summary["best_so_far"][-1])
+    return summary
+
+
+def _run_iteration(
+    iteration: int, model: LatentModel, target: Target, config: BOConfig, data: TrainingData,
+    state: BOState, unit_box: Tensor, device: torch.device,
+) -> None:
+    proposed = torch.tensor([p.latent for p in state.proposals], dtype=torch.float64).reshape(-1, model.latent_dim)
+    observed = torch.tensor([p.observed for p in state.proposals], dtype=torch.float64)
+    with _timed(state, "fit"):
+        surrogate = fit_surrogate(
+            torch.cat([data.latents, proposed]), torch.cat([data.scores, observed]), data.bounds,
+            target.maximize, config.surrogate_config(), stage_seed(config.seed, iteration, "fit"), device,
+        )
+    if state.surrogate_test is None and len(data.test_scores):
+        with _timed(state, "surrogate_test"):
+            state.surrogate_test = surrogate.test_metrics(data.test_latents, data.test_scores)
+    with _timed(state, "acquisition"):
+        unit = propose(
+            surrogate.model, surrogate.best_f, unit_box, config.batch_size, config.acquisition_config(),
+            stage_seed(config.seed, iteration, "acquisition"),
+        )
+        latents = surrogate.from_unit(unit).cpu()
+    with _timed(state, "decoding"):
+        decoded = model.decode_samples(
+            latents.float(), config.samples_for(model.grammar_name), stage_seed(config.seed, iteration, "decoding"),
+        )
+    with _timed(state, "scoring"):
+        seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
+        for index, (latent, samples) in enumerate(zip(latents, decoded)):
+            string, score = choose_string(samples, target)
+            valid = score is not None
+            duplicate = valid and compact(string) in seen
+            if valid:
+                seen.add(compact(string))
+            state.proposals.append(Proposal(
+                iteration, index, string, valid, score, duplicate,
+                observed=score if valid else data.worst, latent=latent.tolist(),
+            ))
+
+
+class _Progress:
+    """A rich progress bar over the iterations, showing the current stage and the best score."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]BO[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), disable=not enabled,
+        )
+        self.task = self.bar.add_task("", total=total, completed=done)
+        self.best = "-"
+
+    def __enter__(self) -> "_Progress":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def stage(self, text: str) -> None:
+        self.bar.update(self.task, description=f"best so far {self.best} | {text}")
+
+    def advance(self, best: float | None) -> None:
+        self.best = "-" if best is None else f"{best:.4f}"
+        self.bar.update(self.task, advance=1, description=f"best so far {self.best}")

@@ -1,0 +1,127 @@
+"""What a BO run reports: proposals.csv, latents.npy, summary.json and plots, all from its state."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from grammar_ae.bo.state import BOState, Proposal
+from grammar_ae.bo.targets import Target, molecule
+from grammar_ae.utils.files import atomic_path, atomic_write_json, atomic_write_text
+from grammar_ae.utils.provenance import provenance
+
+CSV_COLUMNS = ("iteration", "index", "string", "valid", "score", "duplicate", "latent_row")
+
+
+def compact(string: str) -> str:
+    """The string without whitespace: how proposals are compared with each other and the data."""
+    return "".join(string.split())
+
+
+def proposals_csv(proposals: list[Proposal]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row, p in enumerate(proposals):
+        score = "" if p.score is None else repr(p.score)
+        writer.writerow([p.iteration, p.index, p.string, str(p.valid).lower(), score, str(p.duplicate).lower(), row])
+    return buffer.getvalue()
+
+
+def top_distinct(proposals: list[Proposal], target: Target, count: int = 3) -> list[dict]:
+    """The best ``count`` distinct valid strings, best first."""
+    best: dict[str, Proposal] = {}
+    for p in proposals:
+        if p.valid and compact(p.string) not in best:
+            best[compact(p.string)] = p
+    chosen = list(best.values())
+    order = target.ranked([p.score for p in chosen])[:count]
+    return [{"string": chosen[i].string, "score": chosen[i].score, "iteration": chosen[i].iteration} for i in order]
+
+
+def best_so_far(proposals: list[Proposal], target: Target, iterations: int) -> list[float | None]:
+    """Best valid score among the proposals up to each iteration (None before the first valid one)."""
+    result, best = [], None
+    for iteration in range(1, iterations + 1):
+        scores = [p.score for p in proposals if p.iteration == iteration and p.valid]
+        if scores:
+            best = target.best(scores if best is None else [best, *scores])
+        result.append(best)
+    return result
+
+
+def build_summary(state: BOState, target: Target) -> dict:
+    proposals = state.proposals
+    valid_scores = [p.score for p in proposals if p.valid]
+    found = None
+    if target.optimum is not None:
+        found = any(p.valid and compact(p.string) == compact(target.optimum) for p in proposals)
+    return {
+        "target": target.name,
+        "direction": target.direction,
+        "grammar": target.grammar,
+        "completed_iterations": state.completed_iterations,
+        "proposed": len(proposals),
+        "valid": len(valid_scores),
+        "fraction_valid": len(valid_scores) / len(proposals) if proposals else None,
+        "average_score": float(np.mean(valid_scores)) if valid_scores else None,
+        "top3": top_distinct(proposals, target),
+        "best_so_far": best_so_far(proposals, target, state.completed_iterations),
+        "duplicates": sum(p.duplicate for p in proposals),
+        "found_target": found,
+        "training": state.training,
+        "surrogate_test": state.surrogate_test,
+        "config": state.config,
+        "seed": state.config["seed"],
+        "checkpoint_sha256": state.checkpoint_sha256,
+        "timings": {
+            "seconds": state.timings,  # fit/acquisition/decoding/scoring: one entry per iteration
+            "total_per_stage": {stage: round(sum(times), 4) for stage, times in state.timings.items()},
+        },
+        "provenance": provenance(),
+    }
+
+
+def plot_best_so_far(path: Path, summary: dict) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    axes = figure.add_subplot()
+    best = summary["best_so_far"]
+    iterations = [i + 1 for i, value in enumerate(best) if value is not None]
+    axes.plot(iterations, [value for value in best if value is not None], marker="o", label="best proposal")
+    if summary["training"].get("best_score") is not None:
+        axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in training data")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel(f"{summary['target']} ({'higher' if summary['direction'] == 'maximize' else 'lower'} is better)")
+    axes.set_xticks(range(1, len(best) + 1))
+    axes.legend()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+
+
+def draw_top_molecules(path: Path, top: list[dict]) -> None:
+    from rdkit.Chem import Draw
+
+    mols = [molecule(entry["string"]) for entry in top]
+    legends = [f"{entry['score']:.3f}" for entry in top]
+    image = Draw.MolsToGridImage(mols, molsPerRow=len(mols), subImgSize=(300, 300), legends=legends)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def write_outputs(out_dir: Path, state: BOState, target: Target) -> dict:
+    """Write every output file of the run so far and return the summary."""
+    summary = build_summary(state, target)
+    atomic_write_text(out_dir / "proposals.csv", proposals_csv(state.proposals))
+    latents = np.array([p.latent for p in state.proposals], dtype=np.float64)
+    with atomic_path(out_dir / "latents.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, latents)
+    plot_best_so_far(out_dir / "best_so_far.png", summary)
+    if target.grammar == "smiles" and summary["top3"]:
+        draw_top_molecules(out_dir / "top3.png", summary["top3"])
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary

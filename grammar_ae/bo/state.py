@@ -1,0 +1,72 @@
+"""The resumable state of a BO run, saved atomically as ``OUT/state.json`` after every iteration.
+
+Everything the next iteration needs that cannot be recomputed lives here: the proposals
+(with their exact float64 latent points and the value each one entered the surrogate
+with), the held-out surrogate metrics and the timings. No random-generator state is
+needed: every stage draws from a seed derived from (run seed, iteration, stage), so an
+iteration run after a resume is the same as in an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from grammar_ae.errors import CheckpointError
+from grammar_ae.utils.files import atomic_write_json
+
+STATE_FILE = "state.json"
+STATE_FORMAT = 1
+STAGES = {"fit": 0, "acquisition": 1, "decoding": 2}
+
+
+def stage_seed(seed: int, iteration: int, stage: str) -> int:
+    """A seed for one stage of one iteration, independent of everything run before it."""
+    return int(np.random.SeedSequence([seed, iteration, STAGES[stage]]).generate_state(1)[0])
+
+
+@dataclass
+class Proposal:
+    iteration: int
+    index: int
+    string: str  # the chosen decode; for an invalid point the most frequent grammatical one, or ""
+    valid: bool
+    score: float | None
+    duplicate: bool
+    observed: float  # the value the surrogate sees: the score, or the worst training score if invalid
+    latent: list[float]
+
+
+@dataclass
+class BOState:
+    config: dict
+    checkpoint_sha256: str
+    completed_iterations: int = 0
+    proposals: list[Proposal] = field(default_factory=list)
+    training: dict = field(default_factory=dict)
+    surrogate_test: dict | None = None
+    timings: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_timing(self, stage: str, seconds: float) -> None:
+        self.timings.setdefault(stage, []).append(round(seconds, 4))
+
+    def save(self, out_dir: Path) -> None:
+        atomic_write_json(out_dir / STATE_FILE, {"format": STATE_FORMAT, **asdict(self)})
+
+
+def load_state(out_dir: Path) -> BOState | None:
+    """The saved state in ``out_dir``, None if there is none."""
+    path = out_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        if raw.pop("format") != STATE_FORMAT:
+            raise ValueError("unsupported state format")
+        raw["proposals"] = [Proposal(**proposal) for proposal in raw["proposals"]]
+        return BOState(**raw)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: not a readable BO state ({error}); remove it to start over") from error

@@ -1,0 +1,165 @@
+"""Masked grammar decoding, vectorized over the batch: logits (B, T, R) to rule sequences.
+
+Every sequence keeps a stack of left-hand symbols in one (B, depth) tensor with a pointer
+per sequence (see ``tables.py`` for the convention). At each step the live rules of each
+sequence's top symbol are gathered from that step's logits (a few per symbol, not all R),
+one is picked (argmax, or Gumbel-max when sampling) and its right-hand non-terminals are
+pushed in reverse. Only the loop over the steps is in Python. A sequence whose stack is not
+empty after the last step is invalid; its rules are kept as decoded (a partial
+derivation), never completed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from grammar_ae.decoding.strings import StringReplay
+from grammar_ae.decoding.tables import DecodingTables
+from grammar_ae.errors import ConfigError, SequenceError
+from grammar_ae.grammar.cfg import Grammar
+
+_BLOCK_STEPS = 16  # steps of logits copied at once; also how often to check if all have finished
+_CPU_CHUNK = 1024  # sequences decoded together on a CPU: one step's reads stay in cache
+
+
+@dataclass(frozen=True)
+class DecodedRules:
+    """Decoded rule indices (B, T) and whether each derivation finished within T steps (B,)."""
+
+    rules: torch.Tensor
+    valid: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _DeviceTables:
+    symbol_rules: torch.Tensor  # (S, M) live rules per symbol, padded with the symbol's first one
+    slot_penalty: torch.Tensor  # (S, M) 0 for a live rule, -inf for padding (used when sampling)
+    push: torch.Tensor  # (R, K + 1): the reversed right-hand non-terminals, then the pointer change
+    push_offsets: torch.Tensor  # (K, 1): 0 .. K - 1
+
+
+class MaskedDecoder:
+    """Turns decoder logits into grammatical rule sequences and those into strings."""
+
+    def __init__(self, grammar: Grammar):
+        self.grammar = grammar
+        self.tables = DecodingTables.from_grammar(grammar)
+        self._replay = StringReplay(grammar, self.tables)
+        self._on_device: dict[torch.device, _DeviceTables] = {}
+
+    def decode(
+        self,
+        logits: torch.Tensor,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> DecodedRules:
+        """Rules picked under the grammar's masks; ``sample`` draws them by Gumbel-max."""
+        self._check(logits, sample, generator, temperature)
+        logits = logits.detach()
+        batch, steps, _ = logits.shape
+        tables = self._tables_on(logits.device)
+        chunk = _CPU_CHUNK if logits.device.type == "cpu" else batch
+        rules = torch.empty((batch, steps), dtype=torch.long, device=logits.device)
+        finished = torch.empty(batch, dtype=torch.bool, device=logits.device)
+        with torch.no_grad():
+            for first in range(0, batch, chunk):
+                part = slice(first, first + chunk)
+                rules[part], finished[part] = self._decode_chunk(
+                    logits[part], tables, sample, generator, temperature
+                )
+            # argmax picks a NaN when there is one, so a NaN among the candidates shows here
+            if bool(logits.gather(2, rules.unsqueeze(2)).isnan().any()):
+                raise SequenceError(f"logits of shape {tuple(logits.shape)} contain NaN; cannot decode them")
+        return DecodedRules(rules=rules, valid=finished)
+
+    def _decode_chunk(self, logits, tables, sample, generator, temperature) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rules (B, T) and whether each stack ended empty (B,) for one chunk of sequences."""
+        t = self.tables
+        batch, steps, _ = logits.shape
+        device = logits.device
+        width = t.max_push
+        # (depth, B): the sequences' pointers stay close, so each step touches a few rows
+        stack = torch.empty((t.stack_depth(steps), batch), dtype=torch.long, device=device)
+        stack[0] = t.padding_symbol
+        stack[1] = t.start_symbol
+        pointer = torch.ones((1, batch), dtype=torch.long, device=device)
+        by_step = torch.empty((steps, batch), dtype=torch.long, device=device)
+        slot_penalty = tables.slot_penalty.to(logits.dtype)
+        block = torch.empty((batch, _BLOCK_STEPS, logits.shape[2]), dtype=logits.dtype, device=device)
+        for step in range(steps):
+            offset = step % _BLOCK_STEPS
+            if offset == 0:  # copy the next steps at once: streaming reads instead of scattered ones
+                span = min(_BLOCK_STEPS, steps - step)
+            top = stack.gather(0, pointer).view(batch)
+            candidates = tables.symbol_rules.index_select(0, top)
+            scores = logits[:, step].gather(1, candidates)
+            if sample:
+                scores = _gumbel_perturb(scores, slot_penalty.index_select(0, top), generator, temperature)
+            choice = scores.argmax(1, keepdim=True)  # not max(dim): it spawns threads for tiny inputs
+            rule = torch.gather(candidates, 1, choice, out=by_step[step].view(batch, 1))
+            pushed = tables.push.index_select(0, rule.view(batch)).t()
+            stack.scatter_(0, pointer + tables.push_offsets, pushed[:width])
+            pointer += pushed[width:]
+            if offset == _BLOCK_STEPS - 1 and not bool(pointer.any()):
+                by_step[step + 1 :] = t.padding_rule
+                break
+        return by_step.t(), pointer.view(batch) == 0
+
+    def to_strings(self, decoded: DecodedRules) -> list[str | None]:
+        """The string of each valid sequence, None for an invalid one."""
+        return self._replay.strings(decoded.rules, decoded.valid)
+
+    def _tables_on(self, device: torch.device) -> _DeviceTables:
+        if device not in self._on_device:
+            t = self.tables
+            push = torch.cat(
+                [torch.from_numpy(t.push), torch.from_numpy(t.push_delta).unsqueeze(1)], dim=1
+            )
+            width = max(len(rules) for rules in t.symbol_rules)
+            symbol_rules = torch.full((len(t.symbol_rules), width), t.padding_rule, dtype=torch.long)
+            slot_penalty = torch.full(symbol_rules.shape, float("-inf"))
+            for symbol, rules in enumerate(t.symbol_rules):
+                if len(rules):
+                    symbol_rules[symbol] = int(rules[0])
+                    symbol_rules[symbol, : len(rules)] = torch.from_numpy(rules)
+                    slot_penalty[symbol, : len(rules)] = 0.0
+            self._on_device[device] = _DeviceTables(
+                symbol_rules=symbol_rules.to(device),
+                slot_penalty=slot_penalty.to(device),
+                push=push.to(device),
+                push_offsets=torch.arange(t.max_push, device=device).unsqueeze(1),
+            )
+        return self._on_device[device]
+
+    def _check(self, logits, sample, generator, temperature) -> None:
+        g = self.grammar
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or not logits.is_floating_point():
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise SequenceError(f"logits {shape}: expected a float tensor (batch, steps, {g.num_rules})")
+        batch, steps, rules = logits.shape
+        if rules != g.num_rules:
+            raise SequenceError(
+                f"logits {tuple(logits.shape)}: {rules} rules, the {g.name} grammar has {g.num_rules}"
+            )
+        if batch < 1 or not 1 <= steps <= g.max_length:
+            raise SequenceError(
+                f"logits {tuple(logits.shape)}: expected at least one sequence and 1..{g.max_length} "
+                f"steps (the {g.name} grammar's max length)"
+            )
+        if sample and not 0 < temperature < float("inf"):
+            raise ConfigError(f"temperature {temperature}: must be positive and finite")
+
+
+def _gumbel_perturb(scores, slot_penalty, generator, temperature) -> torch.Tensor:
+    """Scores whose max samples softmax(scores / temperature) over the live slots.
+
+    The noise is drawn on the generator's device (a CPU generator may drive CUDA logits).
+    """
+    finite = torch.finfo(scores.dtype).max
+    scores = (scores / temperature).clamp_(-finite, finite)
+    noise_device = generator.device if generator is not None else scores.device
+    exponential = torch.empty(scores.shape, dtype=scores.dtype, device=noise_device).exponential_(generator=generator)
+    return scores.sub_(exponential.log_().to(scores.device)).add_(slot_penalty)

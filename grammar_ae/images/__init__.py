@@ -1,0 +1,1 @@
+"""Image side of the toolkit: data sets, convolutional networks, sample-quality metrics."""

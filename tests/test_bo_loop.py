@@ -1,0 +1,260 @@
+"""The BO loop end to end on a small test-local latent model over real expressions."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import sys
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from grammar_ae.bo.benchmark import run_bo_benchmark
+from grammar_ae.bo.latent_model import LatentModel
+from grammar_ae.bo.loop import BOConfig, run_bo
+from grammar_ae.bo.state import load_state
+from grammar_ae.bo.targets import get_target, register_target
+from grammar_ae.cli import commands_optimize
+from grammar_ae.errors import CheckpointError, ConfigError
+
+DATA = Path(os.environ.get("GRAMMAR_AE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+TARGET = "1 / 3 + x + sin( x * x )"
+
+
+class Interrupted(Exception):
+    """Stands for a crash in the middle of an iteration."""
+
+
+class ProjectionModel:
+    """Test fixture (not shipped): encode = a seeded random projection of the token counts;
+    decode = one of the 3 nearest training strings, sometimes with one 'x' turned into '2'
+    (a string the data may not contain), sometimes None (an unfinished derivation)."""
+
+    grammar_name = "expressions"
+    checkpoint_sha256 = "test-fixture-projection-model"
+
+    def __init__(self, strings: list[str], latent_dim: int = 4, invalid_rate: float = 0.3, seed: int = 0):
+        self.strings = strings
+        self.latent_dim = latent_dim
+        self.invalid_rate = invalid_rate
+        self.vocabulary = sorted({token for s in strings for token in s.split()})
+        self.projection = np.random.default_rng(seed).normal(size=(len(self.vocabulary), latent_dim))
+        self.latents = self._project(strings)
+        self.decode_calls = 0
+        self.fail_on_call: int | None = None
+
+    def _project(self, strings):
+        counts = np.zeros((len(strings), len(self.vocabulary)))
+        for row, string in enumerate(strings):
+            for token in string.split():
+                counts[row, self.vocabulary.index(token)] += 1
+        return (counts @ self.projection).astype(np.float32)
+
+    def training_strings(self) -> list[str]:
+        return list(self.strings)
+
+    def encode_means(self, strings):
+        return torch.from_numpy(self._project(list(strings)))
+
+    def decode_samples(self, z, samples_per_point, seed):
+        self.decode_calls += 1
+        if self.decode_calls == self.fail_on_call:
+            raise Interrupted
+        rng = np.random.default_rng(seed)
+        distances = ((z.numpy()[:, None, :] - self.latents[None]) ** 2).sum(-1)
+        decoded = []
+        for nearest in np.argsort(distances, axis=1, kind="stable")[:, :3]:
+            samples = []
+            for _ in range(samples_per_point):
+                if rng.random() < self.invalid_rate:
+                    samples.append(None)
+                    continue
+                string = self.strings[nearest[rng.choice(3, p=[0.6, 0.3, 0.1])]]
+                samples.append(string.replace("x", "2", 1) if rng.random() < 0.2 else string)
+            decoded.append(samples)
+        return decoded
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small GP algebra is fastest (and least disturbed by busy cores) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def expressions() -> list[str]:
+    with gzip.open(DATA / "equation2_15_dataset.txt.gz", "rt") as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    chosen = [lines[i] for i in np.random.default_rng(0).choice(len(lines), 2000, replace=False)]
+    return chosen if TARGET in chosen else chosen[:-1] + [TARGET]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAMMAR_AE_CACHE", str(tmp_path / "cache"))
+
+
+CONFIG = BOConfig(
+    target="expression", iterations=3, batch_size=4, samples_per_point=6, surrogate="exact",
+    max_training_points=150, acquisition_restarts=2, acquisition_raw_samples=32, seed=7,
+)
+
+
+def read_rows(out: Path) -> list[dict]:
+    with open(out / "proposals.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def finished_run(expressions, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bo") / "run"
+    model = ProjectionModel(expressions)
+    assert isinstance(model, LatentModel)
+    summary = run_bo(model, CONFIG, out, progress=False)
+    return out, summary, model
+
+
+def test_loop_outputs_are_consistent(finished_run, expressions):
+    out, summary, model = finished_run
+    rows = read_rows(out)
+    target = get_target("expression")
+    assert [(int(r["iteration"]), int(r["index"])) for r in rows] == [(i, j) for i in (1, 2, 3) for j in range(4)]
+    valid = [r for r in rows if r["valid"] == "true"]
+    assert valid, "the fixture decodes most points to valid expressions"
+    for row in rows:
+        if row["valid"] == "true":
+            assert float(row["score"]) == target.score_one(row["string"])  # exactly the target's value
+        else:
+            assert row["score"] == "" and row["valid"] == "false"
+    assert summary["fraction_valid"] == len(valid) / len(rows)
+    assert summary["average_score"] == pytest.approx(np.mean([float(r["score"]) for r in valid]))
+    # duplicates: a string of the training data or of an earlier proposal
+    seen = {"".join(s.split()) for s in expressions}
+    for row in valid:
+        key = "".join(row["string"].split())
+        assert (row["duplicate"] == "true") == (key in seen)
+        seen.add(key)
+    latents = np.load(out / "latents.npy")
+    assert latents.shape == (12, model.latent_dim)
+    assert [int(r["latent_row"]) for r in rows] == list(range(12))
+    box = model.latents.min(0), model.latents.max(0)
+    assert ((latents >= box[0] - 1e-5) & (latents <= box[1] + 1e-5)).all()
+    scores = [entry["score"] for entry in summary["top3"]]
+    assert scores == sorted(scores) and scores[0] == min(float(r["score"]) for r in valid)
+    assert len({e["string"] for e in summary["top3"]}) == len(scores)
+    best = summary["best_so_far"]
+    assert len(best) == 3 and all(a >= b for a, b in zip(best, best[1:]) if a is not None)
+    assert summary["found_target"] == any("".join(r["string"].split()) == "1/3+x+sin(x*x)" for r in valid)
+    assert summary["surrogate_test"]["n"] == 200 and np.isfinite(summary["surrogate_test"]["rmse"])
+    assert summary["checkpoint_sha256"] == model.checkpoint_sha256 and summary["seed"] == 7
+    assert summary["config"]["batch_size"] == 4 and "code_version" in summary["provenance"]
+    assert set(summary["timings"]["seconds"]) >= {"encode", "score_training", "fit", "acquisition", "decoding", "scoring"}
+    assert len(summary["timings"]["seconds"]["fit"]) == 3
+    assert (out / "best_so_far.png").stat().st_size > 1000
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+
+def test_resume_after_interruption_gives_the_same_run(finished_run, expressions, tmp_path):
+    out, _, _ = finished_run
+    model = ProjectionModel(expressions)
+    model.fail_on_call = 3  # crash while decoding iteration 3
+    with pytest.raises(Interrupted):
+        run_bo(model, CONFIG, tmp_path / "run", progress=False)
+    assert load_state(tmp_path / "run").completed_iterations == 2
+    assert len(read_rows(tmp_path / "run")) == 8
+    with pytest.raises(ConfigError, match="already holds a BO run"):
+        run_bo(ProjectionModel(expressions), CONFIG, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="different batch_size"):
+        run_bo(ProjectionModel(expressions), replace(CONFIG, batch_size=5), tmp_path / "run", resume=True, progress=False)
+    resumed = ProjectionModel(expressions)
+    run_bo(resumed, CONFIG, tmp_path / "run", resume=True, progress=False)
+    assert resumed.decode_calls == 1
+    assert (tmp_path / "run" / "proposals.csv").read_text() == (out / "proposals.csv").read_text()
+    assert np.array_equal(np.load(tmp_path / "run" / "latents.npy"), np.load(out / "latents.npy"))
+    # a finished run resumed does nothing
+    again = ProjectionModel(expressions)
+    summary = run_bo(again, CONFIG, tmp_path / "run", resume=True, progress=False)
+    assert again.decode_calls == 0 and summary["completed_iterations"] == 3
+    # a resumed run must use the same checkpoint
+    other = ProjectionModel(expressions)
+    other.checkpoint_sha256 = "another"
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        run_bo(other, replace(CONFIG, iterations=4), tmp_path / "run", resume=True, progress=False)
+
+
+def test_invalid_points_enter_the_surrogate_with_the_worst_training_score(expressions, tmp_path):
+    config = replace(CONFIG, iterations=2, batch_size=3, acquisition="ucb")
+    summary = run_bo(ProjectionModel(expressions, invalid_rate=1.0), config, tmp_path, progress=False)
+    target = get_target("expression")
+    train = np.random.default_rng(config.seed).permutation(len(expressions))[: round(0.9 * len(expressions))]
+    worst = max(target.score([expressions[i] for i in train]))
+    state = load_state(tmp_path)
+    assert summary["fraction_valid"] == 0.0 and summary["average_score"] is None and summary["top3"] == []
+    assert state.training["worst_score"] == worst
+    assert [p.observed for p in state.proposals] == [worst] * 6
+    assert all(r["valid"] == "false" and r["score"] == "" for r in read_rows(tmp_path))
+
+
+def _contains_three(string: str) -> float | None:
+    return None if "2" in string else float(string.count("3"))
+
+
+def test_user_target_thompson_and_benchmark_table(expressions, tmp_path):
+    register_target("test_threes", _contains_three, grammar="expressions", direction="maximize", replace=True)
+    config = replace(CONFIG, iterations=1, batch_size=3, acquisition="thompson")
+    row = run_bo_benchmark(ProjectionModel(expressions), "test_threes", [0, 1], config, tmp_path, label="fixture")
+    summaries = [json.loads((tmp_path / f"seed_{s}" / "summary.json").read_text()) for s in (0, 1)]
+    fractions = [s["fraction_valid"] for s in summaries]
+    assert row["fraction_valid_mean"] == pytest.approx(np.mean(fractions))
+    assert row["fraction_valid_std"] == pytest.approx(np.std(fractions))
+    for summary in summaries:
+        assert summary["target"] == "test_threes"
+        for r in read_rows(tmp_path / f"seed_{summary['seed']}"):
+            assert (r["valid"] == "true") == ("2" not in r["string"] and r["string"] != "")
+    best = row["best_three"]
+    assert [b["score"] for b in best] == sorted((b["score"] for b in best), reverse=True)
+    table = (tmp_path / "bo_benchmark.md").read_text()
+    assert "| expressions (higher better) | fixture |" in table
+    assert (tmp_path / "bo_benchmark.csv").read_text().startswith("problem,model,target,seeds,fraction_valid_mean")
+
+
+def test_wrong_grammar_or_target_is_a_clear_error(expressions, tmp_path):
+    model = ProjectionModel(expressions)
+    with pytest.raises(ConfigError, match="target 'logp' scores 'smiles' strings"):
+        run_bo(model, replace(CONFIG, target="logp"), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="unknown target 'nope'"):
+        run_bo(model, replace(CONFIG, target="nope"), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="acquisition 'pi'"):
+        run_bo(model, replace(CONFIG, acquisition="pi"), tmp_path, progress=False)
+
+
+def test_cli_optimize(expressions, tmp_path, monkeypatch):
+    model = ProjectionModel(expressions)
+    handle = types.ModuleType("grammar_ae.models.handle")
+    handle.load_latent_model = lambda path, device: model  # the lead's loader, replaced by the fixture
+    monkeypatch.setitem(sys.modules, "grammar_ae.models.handle", handle)
+    app = typer.Typer()
+    commands_optimize.register(app)
+    runner = CliRunner()
+    common = ["--checkpoint", str(tmp_path), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    result = runner.invoke(app, ["optimize", "--target", "logp", *common])
+    assert isinstance(result.exception, ConfigError) and "checkpoint is a 'expressions' model" in str(result.exception)
+    result = runner.invoke(app, ["optimize", "--target", "nope", *common])
+    assert isinstance(result.exception, ConfigError) and "unknown target 'nope'" in str(result.exception)
+    result = runner.invoke(app, [
+        "optimize", "--target", "expression", *common, "--iterations", "1", "--batch-size", "2",
+        "--samples-per-point", "4", "--surrogate", "exact", "--max-training-points", "100", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output and len(read_rows(tmp_path / "out")) == 2

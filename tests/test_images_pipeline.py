@@ -1,0 +1,169 @@
+"""The image pipeline end to end on scikit-learn's digits: training, figures, evaluation, CLI, benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import matplotlib.image
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from grammar_ae.cli.commands_images import register_benchmarks
+from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.evaluation.images import evaluate_image_run
+from grammar_ae.objectives import OBJECTIVES
+from grammar_ae.pipelines.train_images import (
+    FIGURES,
+    ImageRunConfig,
+    image_grid,
+    load_image_run,
+    slerp,
+    train_image_model,
+)
+from grammar_ae.training import load_checkpoint
+
+TINY = {"width": 1 / 32, "latent_dim": 10}
+DETERMINISTIC = {"ae", "ae-l2", "rae", "rae-l2", "rae-gp", "rae-sn"}
+FID_KEYS = ("reconstruction_fid", "sample_fid_gaussian", "sample_fid_gmm", "interpolation_fid")
+FAST_EVALUATION = {"two_stage_epochs": 1}
+
+
+def tiny_config(model: str, **changes) -> ImageRunConfig:
+    settings = {"dataset": "digits", "limit": 150, "epochs": 1, "batch_size": 50, "device": "cpu", "network": dict(TINY)}
+    return ImageRunConfig(model=model, **{**settings, **changes})
+
+
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+def test_every_objective_trains_draws_figures_and_evaluates(model, tmp_path):
+    summary = train_image_model(tiny_config(model), tmp_path, quiet=True)
+    assert summary["epochs_run"] == 1 and math.isfinite(summary["best_validation_loss"])
+    assert summary["record"]["train_items"] == 135 and summary["record"]["validation_items"] == 15
+    assert summary["figures"] == list(FIGURES)
+    # 8 x 8 samples; 15 validation images: 2 pairs of rows (inputs above reconstructions); 8 paths of 10 steps
+    shapes = {name: matplotlib.image.imread(tmp_path / name).shape[:2] for name in FIGURES}
+    assert shapes == {"samples.png": (137, 137), "reconstructions.png": (69, 137), "interpolations.png": (137, 171)}
+
+    result = evaluate_image_run(tmp_path, "cpu", FAST_EVALUATION, progress=False)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["checkpoint_sha256"] == result["checkpoint_sha256"]
+    for key in FID_KEYS:
+        assert math.isfinite(result[key]) and result[key] > -1e-6, key
+    assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
+    assert result["feature_extractor"].startswith("lenet-fallback:")
+    assert result["real_images"] == result["generated_images"] == 15
+    expected_source = (
+        "fitted gaussian" if model in DETERMINISTIC
+        else "prior (gmm-prior)" if model == "gmm" else "prior (standard-normal)"
+    )
+    assert result["sample_fid_gaussian_source"] == expected_source
+    assert ("clustering_accuracy" in result) == (model == "gmm")
+    assert ("sample_fid_two_stage" in result) == (model == "2svae")
+    if model == "gmm":
+        assert 0.1 <= result["clustering_accuracy"] <= 1  # 10 classes: the best matching beats a tenth
+
+
+def test_resume_continues_exactly_and_checks_the_settings(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train_image_model(tiny_config("ae", epochs=2), straight, quiet=True)
+    train_image_model(tiny_config("ae", epochs=1), interrupted, quiet=True)
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train_image_model(tiny_config("ae", epochs=2), interrupted, quiet=True)
+    with pytest.raises(CheckpointError, match="model_spec.objective.beta"):
+        train_image_model(tiny_config("ae", epochs=2, objective={"beta": 0.1}), interrupted, resume=True, quiet=True)
+    summary = train_image_model(tiny_config("ae", epochs=2), interrupted, resume=True, quiet=True)
+    assert summary["epochs_run"] == 2
+    weights = [load_checkpoint(run / "last.pt")["model_state"] for run in (straight, interrupted)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_split_limit_and_defaults(tmp_path):
+    config = ImageRunConfig(dataset="mnist", device="cpu").resolved()
+    assert config.epochs == 100 and config.network == {"latent_dim": 16, "width": 1 / 16}
+    assert ImageRunConfig(dataset="cifar10", device="cpu").resolved().network["latent_dim"] == 128
+    train_image_model(tiny_config("ae", split="test", limit=120), tmp_path, quiet=True)
+    run = load_image_run(tmp_path, "cpu")
+    assert run.record["split"] == "test" and len(run.data.train) + len(run.data.validation) == 120
+    assert run.data.train.split == "test"  # the test split alone, split again into train / validation
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigError, match="unknown image setting.*colour.*known: batch_size"):
+        ImageRunConfig.from_dict({"dataset": "digits", "colour": "red"})
+    with pytest.raises(ConfigError, match="unknown image data set 'nope'"):
+        ImageRunConfig(dataset="nope").resolved()
+    with pytest.raises(ConfigError, match="image model 'vqvae' is unknown"):
+        ImageRunConfig(model="vqvae").resolved()
+    with pytest.raises(ConfigError, match="unknown network setting.*depth"):
+        ImageRunConfig(network={"depth": 3}).resolved()
+    with pytest.raises(ConfigError, match="network width '1/16': expected a number"):
+        ImageRunConfig(network={"width": "1/16"}).resolved()
+    with pytest.raises(ConfigError, match="limit 5000 exceeds"):
+        train_image_model(tiny_config("ae", limit=5000), "unused", quiet=True)
+
+
+def test_slerp_and_grid():
+    a, b = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    middle = slerp(a, b, 0.5)
+    assert torch.allclose(middle, torch.tensor([[math.sqrt(2), math.sqrt(2)]]))
+    assert torch.allclose(slerp(a, 3 * a, 0.5), 2 * a)  # parallel: linear
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous()
+    grid = image_grid(images, columns=3)
+    assert grid.shape == (7, 10, 1) and grid[1, 4, 0] == 1 and grid[4, 1, 0] == 3 and grid[4, 7, 0] == 255
+
+
+def test_cli_evaluate_json_and_sample_grid(tmp_path):
+    from grammar_ae.cli.main import app
+
+    train_image_model(tiny_config("gmm"), tmp_path / "run", quiet=True)
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {*FID_KEYS, "precision", "recall", "clustering_accuracy", "feature_extractor"} <= printed.keys()
+    result = runner.invoke(app, ["sample", str(tmp_path / "run"), "-n", "6", "--sampler", "gmm", "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    assert matplotlib.image.imread(tmp_path / "s.png").shape[:2] == (35, 52)  # 2 rows x 3 columns of 16 px
+    result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "s.txt")])
+    assert isinstance(result.exception, ConfigError) and "--out FILE.png" in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "--dataset", "nope"], "error: unknown image data set 'nope'; expected one of digits, mnist"),
+        (["train", "--dataset", "digits", "--set", "network.depth=3"], "error: unknown network setting(s) depth"),
+    ],
+)
+def test_cli_errors_are_one_line(arguments, message, tmp_path, monkeypatch, capsys):
+    from grammar_ae.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["grammar-ae", *arguments, "--out", str(tmp_path / "run"), "--device", "cpu"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith(message) and error.count("\n") == 1
+
+
+def test_benchmark_command_writes_the_table(tmp_path):
+    benchmark = typer.Typer()
+    register_benchmarks(benchmark)
+    app = typer.Typer()
+    app.add_typer(benchmark, name="benchmark")
+    common = ["benchmark", "images", "--dataset", "digits", "--epochs", "1", "--limit", "150", "--batch-size", "50",
+              "--width", "0.03125", "--latent-dim", "10", "--device", "cpu", "--out", str(tmp_path), "--quiet"]
+    result = CliRunner().invoke(app, [*common, "--models", "ae", "gmm"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "image_benchmark.json").read_text())
+    assert [row["model"] for row in table["rows"]] == ["ae", "gmm"]
+    csv_lines = (tmp_path / "image_benchmark.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("model,reconstruction_fid,sample_fid_gaussian,sample_fid_gmm,interpolation_fid")
+    assert len(csv_lines) == 3 and "| gmm |" in (tmp_path / "image_benchmark.md").read_text()
+    stored = (tmp_path / "gmm" / "evaluation.json").stat().st_mtime_ns
+    assert CliRunner().invoke(app, [*common, "--models", "ae,gmm"]).exit_code == 0  # resumed, evaluation reused
+    assert (tmp_path / "gmm" / "evaluation.json").stat().st_mtime_ns == stored
+    result = CliRunner().invoke(app, [*common, "--models", "ae", "vqvae"])
+    assert isinstance(result.exception, ConfigError) and "'vqvae' is unknown" in str(result.exception)
