@@ -34,27 +34,32 @@ class Interrupted(Exception):
 
 
 class ProjectionModel:
-    """Test fixture (not shipped): encode = a seeded random projection of the token counts;
-    decode = one of the 3 nearest training strings, sometimes with one 'x' turned into '2'
-    (a string the data may not contain), sometimes None (an unfinished derivation)."""
+    """Test fixture (not shipped): encode = a seeded random projection of the token counts
+    (space-separated tokens for expressions, characters for SMILES); decode = one of the 3
+    nearest training strings, sometimes with one 'x' turned into '2' (a string the data may
+    not contain), sometimes None (an unfinished derivation)."""
 
-    grammar_name = "expressions"
     checkpoint_sha256 = "test-fixture-projection-model"
 
-    def __init__(self, strings: list[str], latent_dim: int = 4, invalid_rate: float = 0.3, seed: int = 0):
+    def __init__(self, strings: list[str], latent_dim: int = 4, invalid_rate: float = 0.3, seed: int = 0,
+                 grammar_name: str = "expressions"):
+        self.grammar_name = grammar_name
         self.strings = strings
         self.latent_dim = latent_dim
         self.invalid_rate = invalid_rate
-        self.vocabulary = sorted({token for s in strings for token in s.split()})
+        self.vocabulary = sorted({token for s in strings for token in self._tokens(s)})
         self.projection = np.random.default_rng(seed).normal(size=(len(self.vocabulary), latent_dim))
         self.latents = self._project(strings)
         self.decode_calls = 0
         self.fail_on_call: int | None = None
 
+    def _tokens(self, string: str) -> list[str]:
+        return string.split() if self.grammar_name == "expressions" else list(string)
+
     def _project(self, strings):
         counts = np.zeros((len(strings), len(self.vocabulary)))
         for row, string in enumerate(strings):
-            for token in string.split():
+            for token in self._tokens(string):
                 counts[row, self.vocabulary.index(token)] += 1
         return (counts @ self.projection).astype(np.float32)
 
@@ -227,6 +232,25 @@ def test_user_target_thompson_and_benchmark_table(expressions, tmp_path):
     table = (tmp_path / "bo_benchmark.md").read_text()
     assert "| expressions (higher better) | fixture |" in table
     assert (tmp_path / "bo_benchmark.csv").read_text().startswith("problem,model,target,seeds,fraction_valid_mean")
+
+
+def test_molecules_with_logp_and_the_top3_image(tmp_path):
+    with gzip.open(DATA / "zinc250k.smi.gz", "rt") as handle:
+        smiles = [line.strip() for _, line in zip(range(400), handle)]
+    model = ProjectionModel(smiles, latent_dim=3, grammar_name="smiles", invalid_rate=0.2)
+    config = replace(CONFIG, target="logp", iterations=1, batch_size=3, samples_per_point=None, train_fraction=0.8)
+    summary = run_bo(model, config, tmp_path, progress=False)
+    logp = get_target("logp")
+    rows = read_rows(tmp_path)
+    for row in rows:
+        assert row["valid"] == "false" or float(row["score"]) == logp.score_one(row["string"])
+    assert summary["config"]["samples_per_point"] is None and summary["found_target"] is None
+    assert summary["training"]["test_points"] == 80 and summary["training"]["best_score"] == pytest.approx(
+        max(logp.score([smiles[i] for i in np.random.default_rng(7).permutation(400)[:320]])))
+    from PIL import Image
+
+    with Image.open(tmp_path / "top3.png") as image:
+        assert image.format == "PNG" and image.size[0] >= 300 * len(summary["top3"])
 
 
 def test_wrong_grammar_or_target_is_a_clear_error(expressions, tmp_path):

@@ -13,11 +13,13 @@ outcomes standardised to maximize):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from botorch.acquisition import AcquisitionFunction, qLogExpectedImprovement, qUpperConfidenceBound
+from botorch.exceptions.warnings import OptimizationWarning
 from botorch.generation import MaxPosteriorSampling
 from botorch.models.model import Model
 from botorch.optim import optimize_acqf
@@ -77,11 +79,16 @@ def optimize_acquisition(
             candidates = bounds[0] + unit * (bounds[1] - bounds[0])
             with torch.no_grad():
                 return acquisition(candidates, num_samples=q).detach()
-        points, _ = optimize_acqf(
-            acquisition, bounds=bounds, q=q, num_restarts=config.num_restarts,
-            raw_samples=config.raw_samples, sequential=True,
-            options={"seed": seed, "maxiter": config.max_iterations},
-        )
+        with warnings.catch_warnings():
+            # the greedy batch often stops L-BFGS-B on a line-search "ABNORMAL" status near a
+            # pending point; its best candidate is kept rather than restarting the step
+            warnings.filterwarnings("ignore", category=OptimizationWarning)
+            warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
+            points, _ = optimize_acqf(
+                acquisition, bounds=bounds, q=q, num_restarts=config.num_restarts,
+                raw_samples=config.raw_samples, sequential=True, retry_on_optimization_warning=False,
+                options={"seed": seed, "maxiter": config.max_iterations},
+            )
     return points.detach()
 
 

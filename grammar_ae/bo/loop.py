@@ -50,9 +50,9 @@ class BOConfig:
     acquisition: str = "ei"
     surrogate: str = "sparse"
     inducing_points: int = 500
-    surrogate_epochs: int = 10
-    acquisition_restarts: int = 4
-    acquisition_raw_samples: int = 256
+    surrogate_epochs: int = SurrogateConfig.epochs
+    acquisition_restarts: int = AcquisitionConfig.num_restarts
+    acquisition_raw_samples: int = AcquisitionConfig.raw_samples
     seed: int = 0
     bounds: str | float = "data"
     train_fraction: float = 0.9
@@ -149,14 +149,10 @@ def choose_string(samples: list[str | None], target: Target) -> tuple[str, float
     return (counts.most_common(1)[0][0] if counts else ""), None
 
 
-def _new_state(config: BOConfig, model: LatentModel) -> BOState:
-    return BOState(config=asdict(config), checkpoint_sha256=model.checkpoint_sha256)
-
-
 def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: bool) -> BOState:
     state = load_state(out_dir)
     if state is None:
-        return _new_state(config, model)
+        return BOState(config=asdict(config), checkpoint_sha256=model.checkpoint_sha256)
     if not resume:
         raise ConfigError(f"{out_dir} already holds a BO run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:

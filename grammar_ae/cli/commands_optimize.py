@@ -12,10 +12,22 @@ from grammar_ae.bo.targets import check_target_grammar, get_target, import_targe
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.device import resolve_device
 
-TARGET_HELP = "Objective: logp, qed (molecules), expression, or a target registered by --target-module."
-TARGET_MODULE_HELP = "Python module to import first; it registers user targets with register_target."
-
 benchmark_app = typer.Typer(help="Benchmark protocols of the papers this toolkit reproduces.", no_args_is_help=True)
+
+# options shared by both commands
+TARGET = typer.Option(
+    ..., "--target", "-t", help="Objective: logp, qed (molecules), expression, or one registered by --target-module.",
+)
+CHECKPOINT = typer.Option(..., "--checkpoint", "-c", help="Trained model directory.")
+ITERATIONS = typer.Option(5, help="BO iterations.")
+BATCH_SIZE = typer.Option(50, help="Points proposed per iteration (q).")
+SAMPLES_PER_POINT = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise).")
+ACQUISITION = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson.")
+SURROGATE = typer.Option("sparse", help="GP: sparse (variational, 500 inducing points) or exact (small sets).")
+MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set (useful on CPU).")
+DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
+TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
 def _load(checkpoint: Path, target: str, target_module: Optional[str], device: str) -> tuple[LatentModel, str]:
@@ -32,20 +44,20 @@ def _load(checkpoint: Path, target: str, target_module: Optional[str], device: s
 
 
 def optimize(
-    target: str = typer.Option(..., "--target", "-t", help=TARGET_HELP),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Trained model directory."),
+    target: str = TARGET,
+    checkpoint: Path = CHECKPOINT,
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (proposals.csv, summary.json, plots)."),
-    iterations: int = typer.Option(5, help="BO iterations."),
-    batch_size: int = typer.Option(50, help="Points proposed per iteration (q)."),
-    samples_per_point: Optional[int] = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise)."),
-    acquisition: str = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson."),
-    surrogate: str = typer.Option("sparse", help="GP: sparse (variational, 500 inducing points) or exact."),
-    max_training_points: Optional[int] = typer.Option(None, help="Subsample the GP's training set (CPU)."),
+    iterations: int = ITERATIONS,
+    batch_size: int = BATCH_SIZE,
+    samples_per_point: Optional[int] = SAMPLES_PER_POINT,
+    acquisition: str = ACQUISITION,
+    surrogate: str = SURROGATE,
+    max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
-    target_module: Optional[str] = typer.Option(None, help=TARGET_MODULE_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    target_module: Optional[str] = TARGET_MODULE,
+    quiet: bool = QUIET,
 ) -> None:
     """Latent-space Bayesian optimization of a target with a trained model."""
     from grammar_ae.bo.loop import BOConfig, run_bo
@@ -69,20 +81,20 @@ def optimize(
 
 @benchmark_app.command("bo")
 def benchmark_bo(
-    target: str = typer.Option(..., "--target", "-t", help=TARGET_HELP),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Trained model directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (one folder per seed, bo_benchmark.{csv,md})."),
+    target: str = TARGET,
+    checkpoint: Path = CHECKPOINT,
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (a folder per seed, bo_benchmark.{csv,md})."),
     seeds: int = typer.Option(5, help="Number of seeds: runs with seeds 0 .. N-1."),
-    iterations: int = typer.Option(5, help="BO iterations per seed."),
-    batch_size: int = typer.Option(50, help="Points proposed per iteration (q)."),
-    samples_per_point: Optional[int] = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise)."),
-    acquisition: str = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson."),
-    surrogate: str = typer.Option("sparse", help="GP: sparse or exact."),
-    max_training_points: Optional[int] = typer.Option(None, help="Subsample the GP's training set (CPU)."),
+    iterations: int = ITERATIONS,
+    batch_size: int = BATCH_SIZE,
+    samples_per_point: Optional[int] = SAMPLES_PER_POINT,
+    acquisition: str = ACQUISITION,
+    surrogate: str = SURROGATE,
+    max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
-    target_module: Optional[str] = typer.Option(None, help=TARGET_MODULE_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    device: str = DEVICE,
+    target_module: Optional[str] = TARGET_MODULE,
+    quiet: bool = QUIET,
 ) -> None:
     """The BO protocol over several seeds: fraction valid, average score, best three (PROTOCOLS 6)."""
     from grammar_ae.bo.benchmark import run_bo_benchmark, table_markdown
@@ -104,4 +116,3 @@ def benchmark_bo(
 def register(app: typer.Typer) -> None:
     app.command("optimize")(optimize)
     app.add_typer(benchmark_app, name="benchmark")
-

@@ -18,10 +18,11 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from grammar_ae.cli import commands_data, commands_grammar, commands_model
+    from grammar_ae.cli import commands_data, commands_grammar, commands_images, commands_model, commands_optimize
 
-    for module in (commands_grammar, commands_data, commands_model):
+    for module in (commands_grammar, commands_data, commands_model, commands_optimize):
         module.register(app)
+    commands_images.register_benchmarks(commands_optimize.benchmark_app)
 
 
 _register_commands()

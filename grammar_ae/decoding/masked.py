@@ -20,8 +20,12 @@ from grammar_ae.decoding.tables import DecodingTables
 from grammar_ae.errors import ConfigError, SequenceError
 from grammar_ae.grammar.cfg import Grammar
 
-_BLOCK_STEPS = 16  # steps of logits copied at once; also how often to check if all have finished
-_CPU_CHUNK = 1024  # sequences decoded together on a CPU: one step's reads stay in cache
+_EXIT_CHECK_EVERY = 16  # steps between checks whether every sequence has finished
+# On a CPU, sequences are decoded in chunks whose per-step tensors (chunk x M candidates) stay
+# below torch's parallelization grain (32,768 elements): a parallel region around such small
+# kernels costs more than it saves (several times more on a busy machine), and a chunk's reads
+# of one step stay in cache.
+_CPU_CHUNK_ELEMENTS = 24_576
 
 
 @dataclass(frozen=True)
@@ -61,22 +65,28 @@ class MaskedDecoder:
         logits = logits.detach()
         batch, steps, _ = logits.shape
         tables = self._tables_on(logits.device)
-        chunk = _CPU_CHUNK if logits.device.type == "cpu" else batch
+        chunk = max(batch, 1)
+        if logits.device.type == "cpu":
+            chunk = max(1, _CPU_CHUNK_ELEMENTS // tables.symbol_rules.shape[1])
         rules = torch.empty((batch, steps), dtype=torch.long, device=logits.device)
         finished = torch.empty(batch, dtype=torch.bool, device=logits.device)
+        saw_nan = torch.zeros((), dtype=torch.bool, device=logits.device)
         with torch.no_grad():
             for first in range(0, batch, chunk):
                 part = slice(first, first + chunk)
-                rules[part], finished[part] = self._decode_chunk(
+                by_step, finished[part], chunk_nan = self._decode_chunk(
                     logits[part], tables, sample, generator, temperature
                 )
-            # argmax picks a NaN when there is one, so a NaN among the candidates shows here
-            if bool(logits.gather(2, rules.unsqueeze(2)).isnan().any()):
-                raise SequenceError(f"logits of shape {tuple(logits.shape)} contain NaN; cannot decode them")
+                rules[part] = by_step.t()
+                saw_nan |= chunk_nan
+        if bool(saw_nan):
+            raise SequenceError(f"logits of shape {tuple(logits.shape)} contain NaN; cannot decode them")
         return DecodedRules(rules=rules, valid=finished)
 
-    def _decode_chunk(self, logits, tables, sample, generator, temperature) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rules (B, T) and whether each stack ended empty (B,) for one chunk of sequences."""
+    def _decode_chunk(self, logits, tables, sample, generator, temperature):
+        """For one chunk of sequences: rules (T, B), whether each stack ended empty (B,) and
+        whether a NaN was among the candidates of some step (argmax picks a NaN if there is one).
+        """
         t = self.tables
         batch, steps, _ = logits.shape
         device = logits.device
@@ -85,28 +95,30 @@ class MaskedDecoder:
         stack = torch.empty((t.stack_depth(steps), batch), dtype=torch.long, device=device)
         stack[0] = t.padding_symbol
         stack[1] = t.start_symbol
-        pointer = torch.ones((1, batch), dtype=torch.long, device=device)
+        # the K positions a push writes to; the first is the stack pointer (the top entry)
+        positions = (1 + tables.push_offsets).expand(width, batch).contiguous()
+        pointer = positions[:1]
         by_step = torch.empty((steps, batch), dtype=torch.long, device=device)
         slot_penalty = tables.slot_penalty.to(logits.dtype)
-        block = torch.empty((batch, _BLOCK_STEPS, logits.shape[2]), dtype=logits.dtype, device=device)
+        step_logits = logits.unbind(1)  # views made once: the loop below runs per step
+        step_rules = by_step.view(steps, batch, 1).unbind(0)
+        chosen = torch.zeros((steps, batch, 1), dtype=logits.dtype, device=device)
         for step in range(steps):
-            offset = step % _BLOCK_STEPS
-            if offset == 0:  # copy the next steps at once: streaming reads instead of scattered ones
-                span = min(_BLOCK_STEPS, steps - step)
             top = stack.gather(0, pointer).view(batch)
             candidates = tables.symbol_rules.index_select(0, top)
-            scores = logits[:, step].gather(1, candidates)
+            scores = step_logits[step].gather(1, candidates)
             if sample:
                 scores = _gumbel_perturb(scores, slot_penalty.index_select(0, top), generator, temperature)
             choice = scores.argmax(1, keepdim=True)  # not max(dim): it spawns threads for tiny inputs
-            rule = torch.gather(candidates, 1, choice, out=by_step[step].view(batch, 1))
+            rule = torch.gather(candidates, 1, choice, out=step_rules[step])
+            torch.gather(scores, 1, choice, out=chosen[step])
             pushed = tables.push.index_select(0, rule.view(batch)).t()
-            stack.scatter_(0, pointer + tables.push_offsets, pushed[:width])
-            pointer += pushed[width:]
-            if offset == _BLOCK_STEPS - 1 and not bool(pointer.any()):
+            stack.scatter_(0, positions, pushed[:width])
+            positions += pushed[width:]
+            if step % _EXIT_CHECK_EVERY == _EXIT_CHECK_EVERY - 1 and not bool(pointer.any()):
                 by_step[step + 1 :] = t.padding_rule
                 break
-        return by_step.t(), pointer.view(batch) == 0
+        return by_step, pointer.view(batch) == 0, chosen.isnan().any()
 
     def to_strings(self, decoded: DecodedRules) -> list[str | None]:
         """The string of each valid sequence, None for an invalid one."""
@@ -139,15 +151,15 @@ class MaskedDecoder:
         if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or not logits.is_floating_point():
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise SequenceError(f"logits {shape}: expected a float tensor (batch, steps, {g.num_rules})")
-        batch, steps, rules = logits.shape
+        _, steps, rules = logits.shape
         if rules != g.num_rules:
             raise SequenceError(
                 f"logits {tuple(logits.shape)}: {rules} rules, the {g.name} grammar has {g.num_rules}"
             )
-        if batch < 1 or not 1 <= steps <= g.max_length:
+        if not 1 <= steps <= g.max_length:
             raise SequenceError(
-                f"logits {tuple(logits.shape)}: expected at least one sequence and 1..{g.max_length} "
-                f"steps (the {g.name} grammar's max length)"
+                f"logits {tuple(logits.shape)}: {steps} steps, expected 1..{g.max_length} steps "
+                f"(the {g.name} grammar's max length)"
             )
         if sample and not 0 < temperature < float("inf"):
             raise ConfigError(f"temperature {temperature}: must be positive and finite")

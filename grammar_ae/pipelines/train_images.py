@@ -31,6 +31,7 @@ from torch import Tensor
 from grammar_ae.errors import CheckpointError, ConfigError, DataError
 from grammar_ae.images.datasets import ImageBatchSource, ImageDataset, load_image_dataset, train_validation_split
 from grammar_ae.images.sources import SPLITS, get_source
+from grammar_ae.models.handle import checkpoint_path
 from grammar_ae.models.image import ImageAutoEncoder, build_image_model, image_model_spec
 from grammar_ae.objectives import OBJECTIVES, LatentSampler, fit_sampler, load_sampler, save_sampler
 from grammar_ae.training import Trainer, TrainerConfig, load_checkpoint, seed_everything
@@ -110,6 +111,22 @@ class ImageRunConfig:
         return {name: value for name, value in asdict(self).items() if name not in RESUMABLE}
 
 
+def pixel_scale_defaults(model: str, image_shape: tuple[int, ...]) -> dict[str, float]:
+    """Weights that put the prior terms on the scale of the per-pixel mean squared error.
+
+    Image REC is the mean over pixels, D times smaller than a per-image sum, so a KL
+    weight of 1 (or KS/CV weights calibrated to about 1) would outweigh it and collapse
+    the posterior. Dividing the KL by D (VAE, CV-VAE) or multiplying REC by D (GMM prior)
+    restores the per-image balance of the published models.
+    """
+    pixels = float(np.prod(image_shape))
+    if model in ("vae", "cvvae"):
+        return {"kl_weight": 1.0 / pixels}
+    if model == "gmm":
+        return {"rec_weight": pixels}
+    return {}
+
+
 @dataclass(frozen=True)
 class RunData:
     """The training and validation images of a run and the checksum of the split they come from."""
@@ -148,8 +165,9 @@ def train_image_model(
         raise ConfigError(
             f"{len(data.train)} training images are fewer than one batch of {config.batch_size}; lower --batch-size"
         )
+    objective = {**pixel_scale_defaults(config.model, data.train.image_shape), **config.objective}
     spec = image_model_spec(
-        data.train.image_shape, config.network["latent_dim"], config.model, config.network["width"], **config.objective
+        data.train.image_shape, config.network["latent_dim"], config.model, config.network["width"], **objective
     )
     model = build_image_model(spec)
     record = {
@@ -184,8 +202,6 @@ class TrainedImageModel:
     """An image run loaded from its directory (best.pt, else last.pt): encode, decode, sample."""
 
     def __init__(self, path: str | Path, device: str = "auto", data: RunData | None = None):
-        from grammar_ae.models.handle import checkpoint_path
-
         self.checkpoint_file = checkpoint_path(path)
         self.run_dir = self.checkpoint_file.parent
         self.device = resolve_device(device)
