@@ -38,7 +38,8 @@ def _decoding_tables(grammar: Grammar):
     """Allowed rules per symbol (rules naming a symbol without rules masked out), pushes."""
     dead = np.array([any(s < 0 for s in rhs) for rhs in grammar.rhs_nonterminals])
     pushes = [tuple(reversed(rhs)) for rhs in grammar.rhs_nonterminals]
-    return grammar.masks & ~dead, pushes, grammar.rule_lhs[grammar.padding_rule], grammar.symbol_index[grammar.start]
+    padding_symbol = grammar.rule_lhs[grammar.padding_rule]
+    return grammar.masks & ~dead, pushes, padding_symbol, grammar.symbol_index[grammar.start]
 
 
 def python_stack_decode(grammar: Grammar, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

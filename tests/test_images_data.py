@@ -16,7 +16,7 @@ import torch
 from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.images import sources
 from grammar_ae.images.datasets import ImageBatchSource, load_image_dataset, train_validation_split
-from grammar_ae.images.download import RemoteFile, download
+from grammar_ae.utils.download import RemoteFile, download
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GRAMMAR_AE_DATA", REPO.parent / "shared" / "data"))

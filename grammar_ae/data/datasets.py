@@ -6,7 +6,8 @@ from pathlib import Path
 
 from grammar_ae.data.generate import generate_strings
 from grammar_ae.data.prepare import PreparedData, prepare_cached
-from grammar_ae.data.sources import DATA_SOURCES, DEFAULT_DATA, cache_dir, resolve_data
+from grammar_ae.data.sources import DATA_SOURCES, DEFAULT_DATA, resolve_data
+from grammar_ae.utils.download import cache_root
 from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.utils.files import atomic_write_text
@@ -38,7 +39,7 @@ def _check_grammar(name: str, expected: str, grammar: Grammar) -> None:
 
 def generated_expressions(seed: int = 0) -> Path:
     """The embedded expression set: 100k distinct expressions drawn from the grammar, cached."""
-    path = cache_dir() / "data" / f"expressions_generated_seed{seed}.txt"
+    path = cache_root() / "data" / f"expressions_generated_seed{seed}.txt"
     if not path.is_file():
         low, high = GENERATED_RULES
         strings = generate_strings(Grammar.load("expressions"), GENERATED_COUNT, seed=seed, min_rules=low, max_rules=high)

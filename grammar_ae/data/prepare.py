@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar_ae.data.readers import read_strings
-from grammar_ae.data.sources import cache_dir
+from grammar_ae.utils.download import cache_root
 from grammar_ae.errors import DataError, GrammarAEError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.parser import Parser
@@ -267,7 +267,7 @@ def prepare_cached(input_path: str | Path, grammar: Grammar, progress: bool = Tr
     """Prepared data for (input, grammar), parsed once and reused; a corrupt cache is rebuilt."""
     input_path = Path(input_path)
     key = f"{sha256_file(input_path)[:16]}-{grammar.hash}"
-    directory = cache_dir() / "prepared" / key
+    directory = cache_root() / "prepared" / key
     if (directory / "summary.json").exists():
         try:
             return PreparedData.load(directory)

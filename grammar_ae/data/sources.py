@@ -7,17 +7,14 @@ public source, verified by checksum. The embedded sets ship with the package.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from grammar_ae.errors import DataError
-from grammar_ae.utils.files import atomic_write_bytes
+from grammar_ae.utils.download import RemoteFile, cache_root, download
+
 
 
 @dataclass(frozen=True)
@@ -26,7 +23,7 @@ class DataSource:
     grammar: str
     file_names: tuple[str, ...]  # accepted names in $GRAMMAR_AE_DATA and the cache
     url: str | None = None
-    sha256_uncompressed: str | None = None  # of the public file's content
+    sha256_uncompressed: str = ""  # of the public (uncompressed) file
     description: str = ""
 
 
@@ -56,11 +53,6 @@ DATA_SOURCES: dict[str, DataSource] = {
 }
 
 DEFAULT_DATA = {"smiles": "moses-sample", "expressions": "expressions-generated"}
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("GRAMMAR_AE_CACHE") or Path.home() / ".cache" / "grammar-ae"
-    return Path(root)
 
 
 def embedded_path(file_name: str) -> Path:
@@ -100,7 +92,7 @@ def _search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("GRAMMAR_AE_DATA"):
         dirs.append(Path(os.environ["GRAMMAR_AE_DATA"]))
-    dirs.append(cache_dir() / "data")
+    dirs.append(cache_root() / "data")
     return dirs
 
 
@@ -109,22 +101,13 @@ def _missing_message(source: DataSource) -> str:
         f"data set {source.name!r} ({source.description}) was not found and could not be "
         f"downloaded from {source.url}. Put {source.file_names[0]} (or "
         f"{source.file_names[-1]}) in the directory named by $GRAMMAR_AE_DATA or in "
-        f"{cache_dir() / 'data'}, or pass the file's path."
+        f"{cache_root() / 'data'}, or pass the file's path."
     )
 
 
 def _download(source: DataSource) -> Path:
-    target = cache_dir() / "data" / source.file_names[0]
+    remote = RemoteFile(name=source.file_names[-1], url=source.url, sha256=source.sha256_uncompressed)
     try:
-        with urllib.request.urlopen(source.url, timeout=60) as response:  # noqa: S310 (fixed https URL)
-            content = response.read()
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        return download(remote, cache_root() / "data")
+    except DataError as error:
         raise DataError(f"{_missing_message(source)} ({error})") from None
-    digest = hashlib.sha256(content).hexdigest()
-    if source.sha256_uncompressed and digest != source.sha256_uncompressed:
-        raise DataError(
-            f"download of {source.name} from {source.url}: checksum {digest} does not match "
-            f"the expected {source.sha256_uncompressed}; the file was not kept"
-        )
-    atomic_write_bytes(target, gzip.compress(content, mtime=0))
-    return target

@@ -1,8 +1,9 @@
 """Masked grammar decoding, vectorized over the batch: logits (B, T, R) to rule sequences.
 
-Every sequence keeps a stack of left-hand symbols in one (B, depth) tensor with a pointer
+Every sequence keeps a stack of left-hand symbols in one (depth, B) tensor with a pointer
 per sequence (see ``tables.py`` for the convention). At each step the live rules of each
-sequence's top symbol are gathered from that step's logits (a few per symbol, not all R),
+sequence's top symbol (rules that can finish: one naming a symbol without rules never can)
+are gathered from that step's logits (a few per symbol, not all R),
 one is picked (argmax, or Gumbel-max when sampling) and its right-hand non-terminals are
 pushed in reverse. Only the loop over the steps is in Python. A sequence whose stack is not
 empty after the last step is invalid; its rules are kept as decoded (a partial
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from grammar_ae.decoding.strings import StringReplay
@@ -30,7 +32,11 @@ _CPU_CHUNK_ELEMENTS = 24_576
 
 @dataclass(frozen=True)
 class DecodedRules:
-    """Decoded rule indices (B, T) and whether each derivation finished within T steps (B,)."""
+    """Decoded rule indices (B, T) and whether each derivation finished within T steps (B,).
+
+    After a derivation ends, its steps hold the padding rule; an unfinished one keeps the
+    rules as decoded.
+    """
 
     rules: torch.Tensor
     valid: torch.Tensor
@@ -41,7 +47,7 @@ class _DeviceTables:
     symbol_rules: torch.Tensor  # (S, M) live rules per symbol, padded with the symbol's first one
     slot_penalty: torch.Tensor  # (S, M) 0 for a live rule, -inf for padding (used when sampling)
     push: torch.Tensor  # (R, K + 1): the reversed right-hand non-terminals, then the pointer change
-    push_offsets: torch.Tensor  # (K, 1): 0 .. K - 1
+    first_positions: torch.Tensor  # (K, 1): 1 .. K, where the first push writes
 
 
 class MaskedDecoder:
@@ -60,7 +66,13 @@ class MaskedDecoder:
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> DecodedRules:
-        """Rules picked under the grammar's masks; ``sample`` draws them by Gumbel-max."""
+        """Rules (B, T) picked among the live rules of each step's popped symbol, and validity (B,).
+
+        argmax by default (ties: the lowest rule index); ``sample`` draws each rule from the
+        softmax of its logits / ``temperature`` by Gumbel-max, with noise from ``generator``
+        (on any device). Logits of any float dtype, on any device; NaN among the logits a
+        step chooses from raises SequenceError.
+        """
         self._check(logits, sample, generator, temperature)
         logits = logits.detach()
         batch, steps, _ = logits.shape
@@ -96,13 +108,13 @@ class MaskedDecoder:
         stack[0] = t.padding_symbol
         stack[1] = t.start_symbol
         # the K positions a push writes to; the first is the stack pointer (the top entry)
-        positions = (1 + tables.push_offsets).expand(width, batch).contiguous()
+        positions = tables.first_positions.expand(width, batch).contiguous()
         pointer = positions[:1]
         by_step = torch.empty((steps, batch), dtype=torch.long, device=device)
         slot_penalty = tables.slot_penalty.to(logits.dtype)
         step_logits = logits.unbind(1)  # views made once: the loop below runs per step
         step_rules = by_step.view(steps, batch, 1).unbind(0)
-        chosen = torch.zeros((steps, batch, 1), dtype=logits.dtype, device=device)
+        highest_chosen = torch.full((batch, 1), float("-inf"), dtype=logits.dtype, device=device)
         for step in range(steps):
             top = stack.gather(0, pointer).view(batch)
             candidates = tables.symbol_rules.index_select(0, top)
@@ -111,14 +123,14 @@ class MaskedDecoder:
                 scores = _gumbel_perturb(scores, slot_penalty.index_select(0, top), generator, temperature)
             choice = scores.argmax(1, keepdim=True)  # not max(dim): it spawns threads for tiny inputs
             rule = torch.gather(candidates, 1, choice, out=step_rules[step])
-            torch.gather(scores, 1, choice, out=chosen[step])
+            torch.maximum(highest_chosen, scores.gather(1, choice), out=highest_chosen)  # NaN sticks
             pushed = tables.push.index_select(0, rule.view(batch)).t()
             stack.scatter_(0, positions, pushed[:width])
             positions += pushed[width:]
-            if step % _EXIT_CHECK_EVERY == _EXIT_CHECK_EVERY - 1 and not bool(pointer.any()):
+            if step % _EXIT_CHECK_EVERY == _EXIT_CHECK_EVERY - 1 and not bool(pointer.count_nonzero()):
                 by_step[step + 1 :] = t.padding_rule
                 break
-        return by_step, pointer.view(batch) == 0, chosen.isnan().any()
+        return by_step, pointer.view(batch) == 0, highest_chosen.isnan().any()
 
     def to_strings(self, decoded: DecodedRules) -> list[str | None]:
         """The string of each valid sequence, None for an invalid one."""
@@ -127,22 +139,13 @@ class MaskedDecoder:
     def _tables_on(self, device: torch.device) -> _DeviceTables:
         if device not in self._on_device:
             t = self.tables
-            push = torch.cat(
-                [torch.from_numpy(t.push), torch.from_numpy(t.push_delta).unsqueeze(1)], dim=1
-            )
-            width = max(len(rules) for rules in t.symbol_rules)
-            symbol_rules = torch.full((len(t.symbol_rules), width), t.padding_rule, dtype=torch.long)
-            slot_penalty = torch.full(symbol_rules.shape, float("-inf"))
-            for symbol, rules in enumerate(t.symbol_rules):
-                if len(rules):
-                    symbol_rules[symbol] = int(rules[0])
-                    symbol_rules[symbol, : len(rules)] = torch.from_numpy(rules)
-                    slot_penalty[symbol, : len(rules)] = 0.0
+            penalty = np.where(t.live_slots, 0.0, -np.inf).astype(np.float32)
+            push = np.concatenate([t.push, t.push_delta[:, None]], axis=1)
             self._on_device[device] = _DeviceTables(
-                symbol_rules=symbol_rules.to(device),
-                slot_penalty=slot_penalty.to(device),
-                push=push.to(device),
-                push_offsets=torch.arange(t.max_push, device=device).unsqueeze(1),
+                symbol_rules=torch.from_numpy(t.symbol_rules).to(device),
+                slot_penalty=torch.from_numpy(penalty).to(device),
+                push=torch.from_numpy(push).to(device),
+                first_positions=torch.arange(1, 1 + t.max_push, device=device).unsqueeze(1),
             )
         return self._on_device[device]
 
@@ -173,5 +176,6 @@ def _gumbel_perturb(scores, slot_penalty, generator, temperature) -> torch.Tenso
     finite = torch.finfo(scores.dtype).max
     scores = (scores / temperature).clamp_(-finite, finite)
     noise_device = generator.device if generator is not None else scores.device
-    exponential = torch.empty(scores.shape, dtype=scores.dtype, device=noise_device).exponential_(generator=generator)
-    return scores.sub_(exponential.log_().to(scores.device)).add_(slot_penalty)
+    exponential = torch.empty(scores.shape, dtype=scores.dtype, device=noise_device)
+    gumbel = exponential.exponential_(generator=generator).log_().neg_().to(scores.device)
+    return scores.add_(gumbel).add_(slot_penalty)

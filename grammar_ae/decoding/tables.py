@@ -23,10 +23,10 @@ class DecodingTables:
     start_symbol: int
     padding_symbol: int
     padding_rule: int
-    rule_lhs: np.ndarray  # (R,) left-hand symbol of each rule
-    symbol_rules: tuple[np.ndarray, ...]  # per symbol, its live rules (ascending)
-    push: np.ndarray  # (R, K) right-hand non-terminals in reverse (padded with the padding symbol)
-    push_delta: np.ndarray  # (R,) pointer change: pushed count minus the popped symbol
+    symbol_rules: np.ndarray  # (S, M) live rules per symbol, ascending, padded with the first
+    live_slots: np.ndarray  # (S, M) True where symbol_rules holds a live rule, not padding
+    push: np.ndarray  # (R, K) right-hand non-terminals in reverse, padded with the padding symbol
+    push_delta: np.ndarray  # (R,) pointer change: symbols pushed minus the one popped
 
     @property
     def max_push(self) -> int:
@@ -39,22 +39,28 @@ class DecodingTables:
     @classmethod
     def from_grammar(cls, grammar: Grammar) -> DecodingTables:
         live = live_rules(grammar)
-        symbol_rules = tuple(
-            np.flatnonzero(grammar.masks[s] & live) for s in range(len(grammar.lhs_symbols))
-        )
+        per_symbol = [np.flatnonzero(grammar.masks[s] & live) for s in range(len(grammar.lhs_symbols))]
+        width = max(len(rules) for rules in per_symbol)
+        symbol_rules = np.full((len(per_symbol), width), grammar.padding_rule, dtype=np.int64)
+        live_slots = np.zeros(symbol_rules.shape, dtype=bool)
+        for symbol, rules in enumerate(per_symbol):
+            if len(rules):  # a symbol without live rules is never on a stack
+                symbol_rules[symbol] = rules[0]
+                symbol_rules[symbol, : len(rules)] = rules
+                live_slots[symbol, : len(rules)] = True
+
         padding_symbol = int(grammar.rule_lhs[grammar.padding_rule])
         pushed = [tuple(reversed(rhs)) for rhs in grammar.rhs_nonterminals]
         pushed[grammar.padding_rule] = (padding_symbol,)
-        depth = max(1, max(len(p) for p in pushed))
-        push = np.full((grammar.num_rules, depth), padding_symbol, dtype=np.int64)
+        push = np.full((grammar.num_rules, max(len(p) for p in pushed)), padding_symbol, dtype=np.int64)
         for rule, symbols in enumerate(pushed):
             push[rule, : len(symbols)] = symbols
         return cls(
             start_symbol=grammar.symbol_index[grammar.start],
             padding_symbol=padding_symbol,
             padding_rule=grammar.padding_rule,
-            rule_lhs=grammar.rule_lhs.astype(np.int64),
             symbol_rules=symbol_rules,
+            live_slots=live_slots,
             push=push,
             push_delta=np.array([len(p) - 1 for p in pushed], dtype=np.int64),
         )

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from grammar_ae.errors import ConfigError
-from grammar_ae.images.download import cache_root
+from grammar_ae.utils.download import cache_root
 from grammar_ae.images.features import (
     INCEPTION_FILE,
     ClassifierFeatures,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.images.datasets import ImageDataset
-from grammar_ae.images.download import cache_root
+from grammar_ae.utils.download import cache_root
 from grammar_ae.utils.files import atomic_path
 
 INCEPTION_FILE = "pt_inception-2015-12-05.pt"
