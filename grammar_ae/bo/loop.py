@@ -31,6 +31,7 @@ from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.utils.device import resolve_device
+from grammar_ae.utils.progress import progress_bar
 
 SAMPLES_PER_POINT = {"smiles": 500}  # any other grammar: DEFAULT_SAMPLES_PER_POINT
 DEFAULT_SAMPLES_PER_POINT = 25
@@ -176,17 +177,19 @@ def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bo
         summary_path = out_dir / "summary.json"
         return json.loads(summary_path.read_text()) if summary_path.is_file() else write_outputs(out_dir, state, target)
     unit_box = torch.stack([torch.zeros(model.latent_dim), torch.ones(model.latent_dim)]).to(device, torch.float64)
-    with _Progress(progress, config.iterations, state.completed_iterations) as bar:
-        bar.stage(f"encoding and scoring the training strings with {target.name}")
+    with progress_bar("BO iterations", config.iterations, enabled=progress) as advance:
+        advance(state.completed_iterations, status=f"encoding and scoring the training strings ({target.name})")
         data = prepare_training_data(model, target, config, state)
         summary: dict = {}
+        best = "-"
         for iteration in range(state.completed_iterations + 1, config.iterations + 1):
-            bar.stage(f"iteration {iteration}")
+            advance(0, status=f"best so far {best} | iteration {iteration}: fit, acquire, decode, score")
             _run_iteration(iteration, model, target, config, data, state, unit_box, device)
             state.completed_iterations = iteration
             state.save(out_dir)
             summary = write_outputs(out_dir, state, target)
-            bar.advance(summary["best_so_far"][-1])
+            best = "-" if summary["best_so_far"][-1] is None else f"{summary['best_so_far'][-1]:.4f}"
+            advance(1, status=f"best so far {best}")
     return summary
 
 
@@ -226,31 +229,3 @@ def _run_iteration(
                 iteration, index, string, valid, score, duplicate,
                 observed=score if valid else data.worst, latent=latent.tolist(),
             ))
-
-
-class _Progress:
-    """A rich progress bar over the iterations, showing the current stage and the best score."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("[bold]BO[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), disable=not enabled,
-        )
-        self.task = self.bar.add_task("", total=total, completed=done)
-        self.best = "-"
-
-    def __enter__(self) -> "_Progress":
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def stage(self, text: str) -> None:
-        self.bar.update(self.task, description=f"best so far {self.best} | {text}")
-
-    def advance(self, best: float | None) -> None:
-        self.best = "-" if best is None else f"{best:.4f}"
-        self.bar.update(self.task, advance=1, description=f"best so far {self.best}")

@@ -17,11 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from grammar_ae.bo.targets import Target
+from grammar_ae.utils.download import cache_root
 from grammar_ae.utils.files import atomic_path
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GRAMMAR_AE_CACHE") or Path.home() / ".cache" / "grammar-ae")
 
 
 def strings_sha256(strings: Sequence[str]) -> str:
@@ -33,7 +30,7 @@ def strings_sha256(strings: Sequence[str]) -> str:
 
 
 def score_cache_path(target: Target, strings: Sequence[str]) -> Path:
-    return cache_dir() / "bo_scores" / f"{target.name}-v{target.version}-{strings_sha256(strings)}.npy"
+    return cache_root() / "bo_scores" / f"{target.name}-v{target.version}-{strings_sha256(strings)}.npy"
 
 
 def default_workers() -> int:
