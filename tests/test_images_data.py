@@ -203,7 +203,7 @@ def test_svhn_mat_files(tmp_path):
         load_image_dataset("svhn", "test", path=tmp_path)
 
 
-def face(size=(178, 218), center=(200, 30, 60), border=(10, 220, 10)) -> "Image.Image":
+def face(size=(178, 218), center=(200, 30, 60), border=(10, 220, 10)) -> "PIL.Image.Image":
     from PIL import Image
 
     image = Image.new("RGB", size, border)

@@ -40,7 +40,7 @@ from grammar_ae.images.features import (
     extract_features,
 )
 from grammar_ae.images.metrics import GaussianStatistics, clustering_accuracy, frechet_distance, precision_recall
-from grammar_ae.models.handle import checkpoint_path
+from grammar_ae.models.trained import checkpoint_path
 from grammar_ae.pipelines.train_images import (
     ImageRunConfig,
     TrainedImageModel,

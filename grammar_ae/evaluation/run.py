@@ -6,7 +6,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from grammar_ae.errors import ConfigError
-from grammar_ae.models.handle import checkpoint_path
+from grammar_ae.models.trained import checkpoint_path
 from grammar_ae.training import load_checkpoint
 from grammar_ae.utils.files import atomic_write_json
 

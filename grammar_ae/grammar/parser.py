@@ -38,8 +38,8 @@ class Parser:
     def _compile(self) -> None:
         g = self.grammar
         n_symbols = len(self._symbols)
-        base: list[list[_Alternative]] = [[] for _ in range(n_symbols)]
-        recursive: list[list[_Alternative]] = [[] for _ in range(n_symbols)]
+        base: list[list[tuple]] = [[] for _ in range(n_symbols)]
+        recursive: list[list[tuple]] = [[] for _ in range(n_symbols)]
         for rule in g.rules:
             if rule.lhs == PADDING_SYMBOL:
                 continue

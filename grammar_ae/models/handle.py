@@ -16,58 +16,24 @@ from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.models.sequence import SequenceAutoEncoder, SequenceModelSpec
 from grammar_ae.objectives import LatentSampler, fit_sampler, load_sampler, save_sampler
-from grammar_ae.training import load_checkpoint
-from grammar_ae.utils.device import resolve_device
-from grammar_ae.utils.files import sha256_file
+from grammar_ae.models.trained import TrainedRun
 
-CHECKPOINT_NAMES = ("best.pt", "last.pt")
 SAMPLER_LATENTS = 20_000  # training latents used to fit ex-post densities
 
 
-def checkpoint_path(path: str | Path) -> Path:
-    """The checkpoint file of a run directory (best.pt, else last.pt) or the file itself."""
-    path = Path(path)
-    if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: no checkpoint (best.pt or last.pt) in this directory")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint or run directory")
-    return path
-
-
-class TrainedSequenceModel:
+class TrainedSequenceModel(TrainedRun):
     """A sequence model with its grammar, data and run directory."""
 
-    def __init__(self, path: str | Path, device: str = "auto"):
-        self.checkpoint_file = checkpoint_path(path)
-        self.run_dir = self.checkpoint_file.parent
-        self.device = resolve_device(device)
-        state = load_checkpoint(self.checkpoint_file)
-        self.spec = SequenceModelSpec.from_dict(state["model_spec"])
-        self.record = state.get("record", {})
-        self.epoch = state.get("epoch")
-        self.model = SequenceAutoEncoder(self.spec)
-        try:
-            self.model.load_state_dict(state["model_state"])
-        except (RuntimeError, KeyError) as error:
-            raise CheckpointError(f"{self.checkpoint_file}: weights do not fit the model it describes ({error})") from None
-        self.model.to(self.device).eval()
-        self.grammar = self.model.codec.grammar
+    def build_model(self, spec: dict) -> SequenceAutoEncoder:
+        self.spec = SequenceModelSpec.from_dict(spec)
+        model = SequenceAutoEncoder(self.spec)
+        self.grammar = model.codec.grammar
+        return model
 
     # -- the LatentModel protocol of the BO loop -------------------------------------------
     @property
     def grammar_name(self) -> str:
         return self.spec.grammar_name
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
-
-    @cached_property
-    def checkpoint_sha256(self) -> str:
-        return sha256_file(self.checkpoint_file)
 
     def training_strings(self) -> list[str]:
         return self._strings("train")

@@ -18,7 +18,7 @@ from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import AutoEncoder
 from grammar_ae.models.codec import CharacterCodec, GrammarCodec, SequenceCodec
 from grammar_ae.models.sequence_networks import SequenceDecoder, SequenceEncoder, SequenceNetworkConfig
-from grammar_ae.objectives import ReconstructionTerms, build_objective, config_of
+from grammar_ae.objectives import ReconstructionTerms, build_objective
 from grammar_ae.objectives.base import Objective
 
 GRAMMAR, CHARACTER = "grammar", "character"

@@ -31,12 +31,12 @@ from torch import Tensor
 from grammar_ae.errors import CheckpointError, ConfigError, DataError
 from grammar_ae.images.datasets import ImageBatchSource, ImageDataset, load_image_dataset, train_validation_split
 from grammar_ae.images.sources import SPLITS, get_source
-from grammar_ae.models.handle import checkpoint_path
+from grammar_ae.models.trained import TrainedRun
 from grammar_ae.models.image import ImageAutoEncoder, build_image_model, image_model_spec
 from grammar_ae.objectives import OBJECTIVES, LatentSampler, fit_sampler, load_sampler, save_sampler
-from grammar_ae.training import Trainer, TrainerConfig, load_checkpoint, seed_everything
+from grammar_ae.training import Trainer, TrainerConfig, seed_everything
 from grammar_ae.utils.device import resolve_device
-from grammar_ae.utils.files import atomic_path, atomic_write_json, sha256_file
+from grammar_ae.utils.files import atomic_path, atomic_write_json
 
 PUBLISHED_EPOCHS = {"mnist": 100, "fashion-mnist": 100, "cifar10": 100, "svhn": 100, "celeba": 70, "digits": 30}
 LATENT_DIMS = {"mnist": 16, "fashion-mnist": 16, "digits": 16, "cifar10": 128, "svhn": 128, "celeba": 64}
@@ -198,36 +198,20 @@ def train_image_model(
     return {**summary, "figures": write_figures(run, Path(out_dir), config.seed)}
 
 
-class TrainedImageModel:
+class TrainedImageModel(TrainedRun):
     """An image run loaded from its directory (best.pt, else last.pt): encode, decode, sample."""
 
     def __init__(self, path: str | Path, device: str = "auto", data: RunData | None = None):
-        self.checkpoint_file = checkpoint_path(path)
-        self.run_dir = self.checkpoint_file.parent
-        self.device = resolve_device(device)
-        state = load_checkpoint(self.checkpoint_file)
-        if state["model_spec"].get("kind") != "image":
-            raise CheckpointError(f"{self.checkpoint_file}: not an image model")
-        self.spec = state["model_spec"]
-        self.record = state["record"]
-        self.epoch = state["epoch"]
-        self.config = ImageRunConfig(**self.record["config"], epochs=state["config"]["epochs"], device=str(self.device))
-        self.model: ImageAutoEncoder = build_image_model(self.spec)
-        try:
-            self.model.load_state_dict(state["model_state"])
-        except (RuntimeError, KeyError) as error:
-            raise CheckpointError(f"{self.checkpoint_file}: weights do not fit the model it describes ({error})") from None
-        self.model.to(self.device).eval()
+        super().__init__(path, device)
+        self.config = ImageRunConfig(**self.record["config"], epochs=self.state["config"]["epochs"], device=str(self.device))
         self._given_data = data
         self._samplers: dict[tuple, LatentSampler] = {}
 
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
-
-    @cached_property
-    def checkpoint_sha256(self) -> str:
-        return sha256_file(self.checkpoint_file)
+    def build_model(self, spec: dict) -> ImageAutoEncoder:
+        if spec.get("kind") != "image":
+            raise CheckpointError(f"{self.checkpoint_file}: not an image model")
+        self.spec = spec
+        return build_image_model(spec)
 
     @cached_property
     def data(self) -> RunData:
