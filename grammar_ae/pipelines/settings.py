@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -27,6 +28,18 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings at the top")
     return loaded
+
+
+Config = TypeVar("Config")
+
+
+def config_from_dict(cls: type[Config], values: dict[str, Any], what: str) -> Config:
+    """``cls(**values)``, refusing unknown keys with a message that lists the known ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**values)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:

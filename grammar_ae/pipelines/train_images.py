@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -29,11 +29,27 @@ import torch
 from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError, DataError
-from grammar_ae.images.datasets import ImageBatchSource, ImageDataset, load_image_dataset, train_validation_split
+from grammar_ae.images.datasets import (
+    ImageBatchSource,
+    ImageDataset,
+    load_image_dataset,
+    train_validation_split,
+)
 from grammar_ae.images.sources import SPLITS, get_source
+from grammar_ae.models.image import (
+    ImageAutoEncoder,
+    build_image_model,
+    image_model_spec,
+)
 from grammar_ae.models.trained import TrainedRun
-from grammar_ae.models.image import ImageAutoEncoder, build_image_model, image_model_spec
-from grammar_ae.objectives import OBJECTIVES, LatentSampler, fit_sampler, load_sampler, save_sampler
+from grammar_ae.objectives import (
+    OBJECTIVES,
+    LatentSampler,
+    fit_sampler,
+    load_sampler,
+    save_sampler,
+)
+from grammar_ae.pipelines.settings import config_from_dict
 from grammar_ae.training import Trainer, TrainerConfig, seed_everything
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import atomic_path, atomic_write_json
@@ -71,12 +87,8 @@ class ImageRunConfig:
     network: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ImageRunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown image setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+    def from_dict(cls, values: dict[str, Any]):
+        return config_from_dict(cls, values, "image")
 
     def resolved(self) -> ImageRunConfig:
         """A checked copy with the data set's defaults filled in (see the module docstring)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,12 @@ from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.presets import preset_objective
 from grammar_ae.models.sequence import GRAMMAR, SequenceAutoEncoder, SequenceModelSpec
-from grammar_ae.models.sequence_networks import SequenceNetworkConfig, count_parameters, default_network
+from grammar_ae.models.sequence_networks import (
+    SequenceNetworkConfig,
+    count_parameters,
+    default_network,
+)
+from grammar_ae.pipelines.settings import config_from_dict
 from grammar_ae.training import Trainer, TrainerConfig, seed_everything
 from grammar_ae.utils.files import atomic_path, atomic_write_json
 
@@ -41,12 +46,8 @@ class SequenceRunConfig:
     network: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SequenceRunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+    def from_dict(cls, values: dict[str, Any]):
+        return config_from_dict(cls, values, "sequence-model")
 
     def resolved(self) -> SequenceRunConfig:
         """Published defaults filled in for a built-in grammar."""
