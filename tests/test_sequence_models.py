@@ -126,3 +126,21 @@ def test_bad_settings(tmp_path, expression_file):
         tiny_run(tmp_path / "x", expression_file, model="nope")
     with pytest.raises(ConfigError, match="grae only"):
         tiny_run(tmp_path / "y", expression_file, model="gvae", regularizer="gp")
+
+
+def test_cli_train_with_config_file_and_overrides(tmp_path, expression_file):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'grammar = "expressions"\nmodel = "grae"\ndata = "{expression_file}"\nepochs = 1\nbatch_size = 100\n'
+        "[network]\nlatent_dim = 10\nhidden = 16\ngru_hidden = 16\ngru_layers = 1\n[objective]\nbeta = 0.5\n"
+    )
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(config), "--set", "objective.l2_weight=0.001", "--seed", "3", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["model_spec"]["objective"] == {"name": "rae", "beta": 0.5, "l2_weight": 0.001}
+    assert stored["model_spec"]["network"]["gru_hidden"] == 16 and stored["record"]["config"]["seed"] == 3
+    yaml_config = tmp_path / "bad.yaml"
+    yaml_config.write_text("colour: red\n")
+    bad = runner.invoke(app, ["train", "--config", str(yaml_config), "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "colour" in str(bad.exception)
