@@ -25,6 +25,7 @@ from grammar_ae.pipelines.train_images import (
     train_image_model,
 )
 from grammar_ae.training import load_checkpoint
+from tests.conftest import shared_file
 
 TINY = {"width": 1 / 32, "latent_dim": 10}
 DETERMINISTIC = {"ae", "ae-l2", "rae", "rae-l2", "rae-gp", "rae-sn"}
@@ -167,3 +168,17 @@ def test_benchmark_command_writes_the_table(tmp_path):
     assert (tmp_path / "gmm" / "evaluation.json").stat().st_mtime_ns == stored
     result = CliRunner().invoke(app, [*common, "--models", "ae", "vqvae"])
     assert isinstance(result.exception, ConfigError) and "'vqvae' is unknown" in str(result.exception)
+
+
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+def test_every_objective_trains_on_the_mnist_test_split_from_the_cli(model, tmp_path, run_main):
+    """The offline benchmark's data: MNIST's test split alone, from $GRAMMAR_AE_DATA/mnist."""
+    shared_file("mnist/t10k-images-idx3-ubyte.gz")
+    out = tmp_path / model
+    code, stdout, stderr = run_main(
+        "train", "--dataset", "mnist", "--split", "test", "--model", model, "--limit", "240", "--epochs", "1",
+        "--batch-size", "60", "--device", "cpu", "--set", "network.width=0.03125", "--set", "network.latent_dim=10",
+        "--out", str(out), "--quiet",
+    )
+    assert code == 0, stderr
+    assert "trained 1 epochs" in stdout and (out / "best.pt").exists() and (out / "samples.png").exists()
