@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -40,6 +40,25 @@ def config_from_dict(cls: type[Config], values: dict[str, Any], what: str) -> Co
     if unknown:
         raise ConfigError(f"unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return cls(**values)
+
+
+@dataclass
+class RunSettings:
+    """Settings every training run shares; subclasses add the data and model choices."""
+
+    kind: ClassVar[str] = "run"
+    limit: int | None = None
+    validation_fraction: float = 0.1
+    epochs: int | None = None
+    learning_rate: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    objective: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        return config_from_dict(cls, values, cls.kind)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -49,7 +49,7 @@ from grammar_ae.objectives import (
     load_sampler,
     save_sampler,
 )
-from grammar_ae.pipelines.settings import config_from_dict
+from grammar_ae.pipelines.settings import RunSettings
 from grammar_ae.training import Trainer, TrainerConfig, seed_everything
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import atomic_path, atomic_write_json
@@ -69,26 +69,16 @@ SAMPLER_KINDS = ("prior", "gaussian", "gmm", "two-stage")
 
 
 @dataclass
-class ImageRunConfig:
+class ImageRunConfig(RunSettings):
     """Settings of one image run; None / empty values are filled in by :meth:`resolved`."""
+
+    kind = "image"
 
     dataset: str = "digits"
     model: str = "rae-l2"
     split: str = "train"
     data: str | None = None
-    limit: int | None = None
-    validation_fraction: float = 0.1
-    epochs: int | None = None
     batch_size: int = 100
-    learning_rate: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    objective: dict[str, Any] = field(default_factory=dict)
-    network: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        return config_from_dict(cls, values, "image")
 
     def resolved(self) -> ImageRunConfig:
         """A checked copy with the data set's defaults filled in (see the module docstring)."""

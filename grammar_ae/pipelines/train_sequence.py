@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from grammar_ae.models.sequence_networks import (
     count_parameters,
     default_network,
 )
-from grammar_ae.pipelines.settings import config_from_dict
+from grammar_ae.pipelines.settings import RunSettings
 from grammar_ae.training import Trainer, TrainerConfig, seed_everything
 from grammar_ae.utils.files import atomic_path, atomic_write_json
 
@@ -30,24 +29,13 @@ SPLIT_FILE = "split.npz"
 
 
 @dataclass
-class SequenceRunConfig:
+class SequenceRunConfig(RunSettings):
+    kind = "sequence-model"
     grammar: str = "smiles"
     model: str = "grae"
     regularizer: str | None = None
     data: str | None = None
-    limit: int | None = None
-    validation_fraction: float = 0.1
-    epochs: int | None = None
     batch_size: int | None = None
-    learning_rate: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    objective: dict[str, Any] = field(default_factory=dict)
-    network: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        return config_from_dict(cls, values, "sequence-model")
 
     def resolved(self) -> SequenceRunConfig:
         """Published defaults filled in for a built-in grammar."""
