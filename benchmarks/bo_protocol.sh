@@ -5,7 +5,7 @@
 # --grammar smiles --limit 20000 ...`, see the README). Results are copied to benchmarks/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEEDS=${SEEDS:-3}
+SEEDS=${SEEDS:-5}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 grammar-ae benchmark bo --target expression --checkpoint benchmarks/runs/expressions/grae --seeds "$SEEDS" \
   --max-training-points 10000 --label grae --device cpu --quiet --out benchmarks/runs/bo/expressions-grae
