@@ -88,15 +88,6 @@ class ProjectionModel:
         return decoded
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small GP algebra is fastest (and least disturbed by busy cores) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def expressions() -> list[str]:
     with gzip.open(DATA / "equation2_15_dataset.txt.gz", "rt") as handle:

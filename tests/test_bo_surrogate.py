@@ -10,15 +10,6 @@ from grammar_ae.bo.surrogate import SparsePredictive, SurrogateConfig, data_boun
 from grammar_ae.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small GP algebra is fastest (and least disturbed by busy cores) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smooth(z: torch.Tensor) -> torch.Tensor:
     return torch.sin(2 * z[:, 0]) + 0.5 * z[:, 1] ** 2 - z[:, 2]
 

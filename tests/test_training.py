@@ -59,15 +59,6 @@ class DigitsAutoEncoder(AutoEncoder):
         return ReconstructionTerms(loss=squared_error.sum(dim=1).mean(), squared_error=squared_error)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The model is tiny: intra-op threads only add synchronisation on a shared CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits() -> tuple[Tensor, Tensor]:
     images = torch.from_numpy(load_digits().data).to(torch.uint8)

@@ -64,16 +64,26 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text ({error})") from None
 
 
-def _read_lines(path: Path, text: str, first_field: bool) -> StringRecords:
+def _collect(path: Path, numbered_values) -> StringRecords:
+    """Records from (line number, value) pairs; empty values are kept as blank lines."""
     strings, numbers, blanks = [], [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        value = line.split()[0] if first_field and line.strip() else line.strip()
+    for number, value in numbered_values:
         if value:
             strings.append(value)
             numbers.append(number)
         else:
             blanks.append(number)
     return StringRecords(path, strings, numbers, blanks)
+
+
+def _read_lines(path: Path, text: str, first_field: bool) -> StringRecords:
+    return _collect(
+        path,
+        (
+            (number, line.split()[0] if first_field and line.strip() else line.strip())
+            for number, line in enumerate(text.splitlines(), start=1)
+        ),
+    )
 
 
 def _read_csv(path: Path, text: str, column: str | None) -> StringRecords:
@@ -86,13 +96,4 @@ def _read_csv(path: Path, text: str, column: str | None) -> StringRecords:
     if wanted not in columns:
         raise DataError(f"{path}: no column {wanted!r} (columns: {', '.join(header)})")
     index = columns.index(wanted)
-    strings, numbers, blanks = [], [], []
-    for row in reader:
-        number = reader.line_num
-        value = row[index].strip() if index < len(row) else ""
-        if value:
-            strings.append(value)
-            numbers.append(number)
-        else:
-            blanks.append(number)
-    return StringRecords(path, strings, numbers, blanks)
+    return _collect(path, ((reader.line_num, row[index].strip() if index < len(row) else "") for row in reader))
