@@ -54,7 +54,8 @@ def run_preset(args, preset: str) -> dict:
         progress=not args.quiet,
     )
     result = {
-        "grammar": args.grammar, "preset": preset, "regularizer": config.regularizer, "run": str(out.relative_to(REPO)),
+        "grammar": args.grammar, "preset": preset, "regularizer": config.regularizer, "tag": args.tag,
+        "run": str(out.relative_to(REPO)),
         "epochs": summary["epochs_run"], "best_epoch": summary["best_epoch"],
         "seconds_per_epoch": summary.get("seconds_per_epoch"), "train_seconds_this_call": round(train_seconds, 1),
         "train_items": summary["record"]["train_items"], "parameters": summary["record"]["parameters"],
@@ -69,7 +70,7 @@ def report(grammar: str) -> str:
     rows = []
     for path in sorted(RESULTS.glob(f"sequence_{grammar}_*.json")):
         r = json.loads(path.read_text())
-        name = r["preset"] + (f" ({r['regularizer']})" if r.get("regularizer") else "")
+        name = r["preset"] + (f" ({r['regularizer']})" if r.get("regularizer") else "") + r.get("tag", "")
         cells = [f"{r[k]:.3f}" for k, _ in COLUMNS]
         rows.append(f"| {name} | {r['train_items']:,} | {r['epochs']} | {r['seconds_per_epoch']:.0f} | " + " | ".join(cells) + " |")
     header = "| model | train items | epochs | s/epoch | " + " | ".join(t for _, t in COLUMNS) + " |"

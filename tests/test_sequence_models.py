@@ -50,6 +50,7 @@ def test_every_preset_trains_evaluates_and_samples(trained_runs):
         strings = model.decode(model.sampler("prior").sample(10, torch.Generator().manual_seed(0)))
         grammatical = [s for s in strings if s is not None]
         assert all(model.model.codec.is_grammatical(s) for s in grammatical)
+        assert summary["config"]["monitor"] == ("rec" if name == "grae-gmm" else "loss"), name
 
 
 def test_grammar_reconstruction_loss_is_the_masked_cross_entropy(expression_file):
@@ -140,6 +141,11 @@ def test_cli_train_with_config_file_and_overrides(tmp_path, expression_file):
     stored = json.loads((out / "summary.json").read_text())
     assert stored["model_spec"]["objective"] == {"name": "rae", "beta": 0.5, "l2_weight": 0.001}
     assert stored["model_spec"]["network"]["gru_hidden"] == 16 and stored["record"]["config"]["seed"] == 3
+    clipped = runner.invoke(app, ["train", "--config", str(config), "--set", "grad_clip=1.5", "--set", "monitor=rec",
+                                  "--out", str(tmp_path / "clipped"), "-q"])
+    assert clipped.exit_code == 0, clipped.output
+    trainer_settings = json.loads((tmp_path / "clipped" / "summary.json").read_text())["config"]
+    assert trainer_settings["grad_clip"] == 1.5 and trainer_settings["monitor"] == "rec"
     yaml_config = tmp_path / "bad.yaml"
     yaml_config.write_text("colour: red\n")
     bad = runner.invoke(app, ["train", "--config", str(yaml_config), "--out", str(tmp_path / "x")])

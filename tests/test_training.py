@@ -278,3 +278,17 @@ def test_trainer_config_rejects_bad_settings():
         TrainerConfig(epochs=1, batch_size=10, plateau_factor=1.5)
     with pytest.raises(ConfigError, match="batch_size=0"):
         TrainerConfig(epochs=1, batch_size=0)
+
+
+def test_monitor_picks_the_best_checkpoint_by_the_named_term(digits, tmp_path):
+    summary = make_trainer(digits, tmp_path, epochs=3, monitor="kl", learning_rate=3e-2).fit()
+    kl_by_epoch = {int(row["epoch"]): float(row["val_kl"]) for row in read_metrics(tmp_path)}
+    best = min(kl_by_epoch, key=kl_by_epoch.get)
+    assert summary["best_epoch"] == best
+    assert summary["best_validation_loss"] == pytest.approx(kl_by_epoch[best], rel=1e-6)
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == best
+
+
+def test_unknown_monitor_names_the_terms(digits, tmp_path):
+    with pytest.raises(ConfigError, match=r"monitor 'ks' is not a loss term.*loss, rec, kl"):
+        make_trainer(digits, tmp_path, epochs=1, monitor="ks").fit()

@@ -50,12 +50,15 @@ class Objective(nn.Module):
     Subclasses set ``stochastic_encoder`` (the encoder must return ``logvar``) and
     ``standard_normal_prior`` (samples are decoded from N(0, I)), override :meth:`forward`, and
     where needed :meth:`latent`, :meth:`prepare_decoder` and :meth:`prior_sampler`.
+    ``validation_monitor`` is the loss term the trainer judges validation progress by unless
+    the run says otherwise.
     ``config`` is the objective's typed dataclass configuration.
     """
 
     config_class: ClassVar[type]
     stochastic_encoder: ClassVar[bool] = False
     standard_normal_prior: ClassVar[bool] = False
+    validation_monitor: ClassVar[str] = "loss"
 
     def __init__(self, config: Any, name: str) -> None:
         super().__init__()

@@ -32,9 +32,15 @@ class GMMConfig:
 
 
 class GMMObjective(Objective):
-    """The calibrated weights are buffers (``ks_weight``, ``cv_weight``), so they are checkpointed."""
+    """The calibrated weights are buffers (``ks_weight``, ``cv_weight``), so they are checkpointed.
+
+    Validation progress is judged by the reconstruction term: the KS and CV terms carry
+    weights of about 1 / (their value on prior samples), so on a finite validation batch
+    their noise dwarfs the reconstruction and would stall the learning-rate schedule.
+    """
 
     config_class = GMMConfig
+    validation_monitor = "rec"
 
     def __init__(self, config: GMMConfig, name: str = "gmm") -> None:
         if not isinstance(config.components, int) or config.components < 1:

@@ -44,13 +44,19 @@ def config_from_dict(cls: type[Config], values: dict[str, Any], what: str) -> Co
 
 @dataclass
 class RunSettings:
-    """Settings every training run shares; subclasses add the data and model choices."""
+    """Settings every training run shares; subclasses add the data and model choices.
+
+    ``grad_clip`` caps the gradient norm of every step; ``monitor`` is the validation term
+    that schedules the learning rate and picks the best checkpoint (None: the objective's
+    own choice, the whole loss for most)."""
 
     kind: ClassVar[str] = "run"
     limit: int | None = None
     validation_fraction: float = 0.1
     epochs: int | None = None
     learning_rate: float = 1e-3
+    grad_clip: float | None = None
+    monitor: str | None = None
     seed: int = 0
     device: str = "auto"
     objective: dict[str, Any] = field(default_factory=dict)

@@ -191,6 +191,8 @@ def train_image_model(
         min_learning_rate=config.learning_rate * LR_FLOOR_FRACTION,
         seed=config.seed,
         device=config.device,
+        grad_clip=config.grad_clip,
+        monitor=config.monitor or model.objective.validation_monitor,
     )
     sources = [ImageBatchSource.from_dataset(part) for part in (data.train, data.validation)]
     trainer = Trainer(model, *sources, trainer_config, out_dir, model.spec, record, quiet=quiet, on_epoch_end=on_epoch_end)

@@ -120,6 +120,8 @@ def train_sequence_model(
         min_learning_rate=1e-4,
         seed=config.seed,
         device=config.device,
+        grad_clip=config.grad_clip,
+        monitor=config.monitor or model.objective.validation_monitor,
     )
     trainer = Trainer(model, *sources, trainer_config, out_dir, spec.to_dict(), record, quiet=quiet)
     return trainer.fit(resume=resume, overwrite=overwrite)

@@ -147,7 +147,8 @@ class Trainer:
         learning_rate = self.optimizer.param_groups[0]["lr"]
         train_terms = self._train_epoch(epoch)
         validation_terms = self._validate(epoch)
-        self.scheduler.step(validation_terms["loss"])
+        monitored = self._monitored(validation_terms, epoch)
+        self.scheduler.step(monitored)
         row = {
             "epoch": epoch,
             "lr": learning_rate,
@@ -156,9 +157,9 @@ class Trainer:
             **{f"val_{name}": value for name, value in validation_terms.items()},
         }
         self.history.append(row)
-        improved = validation_terms["loss"] < self.best_validation_loss
+        improved = monitored < self.best_validation_loss
         if improved:
-            self.best_epoch, self.best_validation_loss = epoch, validation_terms["loss"]
+            self.best_epoch, self.best_validation_loss = epoch, monitored
         state = self._checkpoint_state(epoch)
         save_checkpoint(self.out_dir / LAST_CHECKPOINT, state)
         if improved:
@@ -211,6 +212,15 @@ class Trainer:
                 with self._autocast():
                     means.add(self.model.loss(batch), batch_length(batch), index)
         return self._checked(means.snapshot(), epoch, "validation").means
+
+    def _monitored(self, validation_terms: dict[str, float], epoch: int) -> float:
+        """The validation value that schedules the learning rate and picks the best checkpoint."""
+        if self.config.monitor not in validation_terms:
+            raise ConfigError(
+                f"monitor {self.config.monitor!r} is not a loss term of this model; "
+                f"its validation terms are {', '.join(validation_terms)} (epoch {epoch})"
+            )
+        return validation_terms[self.config.monitor]
 
     def _checked(self, snapshot: Snapshot, epoch: int, stage: str) -> Snapshot:
         """The snapshot, or TrainingError if a batch so far had a non-finite loss term."""
