@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--grammar", default="expressions")
     parser.add_argument("--presets", nargs="+", default=list(SEQUENCE_PRESETS))
     parser.add_argument("--regularizer", default=None)
-    parser.add_argument("--tag", default="", help="suffix for run and result names (e.g. -gp)")
+    parser.add_argument("--tag", default="", help="suffix for run and result names (e.g. --tag=-gp)")
     parser.add_argument("--data", default=None)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
