@@ -17,11 +17,11 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from grammar_ae.bo.benchmark import run_bo_benchmark
+from grammar_ae.bo.benchmark import benchmark_row, run_bo_benchmark, table_csv, table_markdown
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.bo.state import load_state
-from grammar_ae.bo.targets import get_target, register_target
+from grammar_ae.bo.targets import TARGET_EXPRESSION, get_target, register_target
 from grammar_ae.cli import commands_optimize
 from grammar_ae.errors import CheckpointError, ConfigError
 
@@ -221,8 +221,24 @@ def test_user_target_thompson_and_benchmark_table(expressions, tmp_path):
     best = row["best_three"]
     assert [b["score"] for b in best] == sorted((b["score"] for b in best), reverse=True)
     table = (tmp_path / "bo_benchmark.md").read_text()
-    assert "| expressions (higher better) | fixture |" in table
+    assert "| expressions (higher better) | fixture |" in table and table.splitlines()[2].endswith("| - |")
+    assert row["target_found_seeds"] is None
+    proposed = sum(s["proposed"] for s in summaries)
+    assert row["duplicate_fraction"] == pytest.approx(sum(s["duplicates"] for s in summaries) / proposed)
     assert (tmp_path / "bo_benchmark.csv").read_text().startswith("problem,model,target,seeds,fraction_valid_mean")
+
+
+def test_benchmark_row_counts_the_seeds_that_found_the_optimum():
+    def summary(seed: int, found: bool) -> dict:
+        best = TARGET_EXPRESSION if found else "x+1"
+        return {"seed": seed, "fraction_valid": 1.0, "average_score": 1.0, "found_target": found, "duplicates": 1,
+                "proposed": 4, "top3": [{"string": best, "score": 0.0 if found else 2.0, "iteration": 1}]}
+
+    row = benchmark_row([summary(0, True), summary(1, False), summary(2, True)], get_target("expression"), "m")
+    assert row["target_found_seeds"] == 2 and row["duplicate_fraction"] == 0.25
+    assert row["best_three"][0]["string"] == TARGET_EXPRESSION
+    assert "| 2 of 3 seeds |" in table_markdown(row)
+    assert table_csv(row).splitlines()[1].split(",")[8:10] == ["2", "0.25"]
 
 
 def test_molecules_with_logp_and_the_top3_image(tmp_path):

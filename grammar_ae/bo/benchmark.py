@@ -3,7 +3,8 @@
 Reported like the reference table: fraction valid and average score of the valid proposals
 as mean +- standard deviation over seeds (population std, numpy's default; a seed without
 any valid proposal is left out of the score average), and the best three distinct strings
-found over all seeds. Each seed's run lives in ``OUT/seed_<s>`` and is resumed if present,
+found over all seeds, and for a target with a known optimum in how many seeds it was
+proposed (``target_found_seeds``; None otherwise). Each seed's run lives in ``OUT/seed_<s>`` and is resumed if present,
 so an interrupted benchmark continues where it stopped.
 """
 
@@ -43,6 +44,7 @@ def best_over_seeds(summaries: list[dict], target: Target, count: int = 3) -> li
 def benchmark_row(summaries: list[dict], target: Target, label: str) -> dict:
     fraction_mean, fraction_std = _mean_std([s["fraction_valid"] for s in summaries])
     score_mean, score_std = _mean_std([s["average_score"] for s in summaries if s["average_score"] is not None])
+    found = [s["found_target"] for s in summaries]
     return {
         "problem": f"{target.grammar} ({'higher' if target.maximize else 'lower'} better)",
         "model": label,
@@ -53,6 +55,8 @@ def benchmark_row(summaries: list[dict], target: Target, label: str) -> dict:
         "average_score_mean": score_mean,
         "average_score_std": score_std,
         "best_three": best_over_seeds(summaries, target),
+        "target_found_seeds": None if target.optimum is None else sum(bool(f) for f in found),
+        "duplicate_fraction": sum(s["duplicates"] for s in summaries) / max(1, sum(s["proposed"] for s in summaries)),
     }
 
 
@@ -60,13 +64,18 @@ def _plus_minus(mean: float | None, std: float | None) -> str:
     return "n/a" if mean is None else f"{mean:.2f} +- {std:.2f}"
 
 
+def _found(row: dict) -> str:
+    found = row["target_found_seeds"]
+    return "-" if found is None else f"{found} of {len(row['seeds'])} seeds"
+
+
 def table_markdown(row: dict) -> str:
     best = " ".join(f"{entry['score']:.2f}" for entry in row["best_three"])
     lines = [
-        "| problem | model | fraction valid | avg score | best three |",
-        "|---|---|---|---|---|",
+        "| problem | model | fraction valid | avg score | best three | optimum found |",
+        "|---|---|---|---|---|---|",
         f"| {row['problem']} | {row['model']} | {_plus_minus(row['fraction_valid_mean'], row['fraction_valid_std'])} "
-        f"| {_plus_minus(row['average_score_mean'], row['average_score_std'])} | {best} |",
+        f"| {_plus_minus(row['average_score_mean'], row['average_score_std'])} | {best} | {_found(row)} |",
         "",
         f"Seeds: {', '.join(map(str, row['seeds']))}. Best strings:",
         "",
@@ -79,10 +88,10 @@ def table_csv(row: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = ["problem", "model", "target", "seeds", "fraction_valid_mean", "fraction_valid_std",
-               "average_score_mean", "average_score_std"]
+               "average_score_mean", "average_score_std", "target_found_seeds", "duplicate_fraction"]
     best_columns = [f"best_{i}_{part}" for i in range(1, 4) for part in ("score", "string")]
     writer.writerow(columns + best_columns)
-    values = [row[c] if c != "seeds" else " ".join(map(str, row["seeds"])) for c in columns]
+    values = [" ".join(map(str, row["seeds"])) if c == "seeds" else "" if row[c] is None else row[c] for c in columns]
     for entry in row["best_three"]:
         values += [repr(entry["score"]), entry["string"]]
     writer.writerow(values + [""] * (len(columns) + len(best_columns) - len(values)))
