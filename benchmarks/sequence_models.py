@@ -11,6 +11,7 @@ benchmarks/results/sequence_<grammar>_<preset>.json and sequence_<grammar>.md.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -33,6 +34,12 @@ COLUMNS = [
     ("prior_uniqueness", "prior uniqueness"),
     ("prior_novelty", "prior novelty"),
 ]
+
+
+def validation_history(run: Path) -> list[float]:
+    """The validation reconstruction loss of every epoch, from the run's metrics.csv."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return [round(float(row["val_rec"]), 4) for row in csv.DictReader(handle)]
 
 
 def run_preset(args, preset: str) -> dict:
@@ -60,6 +67,7 @@ def run_preset(args, preset: str) -> dict:
         "seconds_per_epoch": summary.get("seconds_per_epoch"), "train_seconds_this_call": round(train_seconds, 1),
         "train_items": summary["record"]["train_items"], "parameters": summary["record"]["parameters"],
         "config": summary["record"]["config"], "data_sha256": summary["record"]["data_sha256"],
+        "val_rec_by_epoch": validation_history(out),
         **{k: evaluation[k] for k, _ in COLUMNS}, "evaluation": evaluation,
     }
     write_result(f"sequence_{args.grammar}_{preset}{args.tag}", result)
