@@ -78,7 +78,7 @@ def report(grammar: str) -> str:
     rows = []
     for path in sorted(RESULTS.glob(f"sequence_{grammar}_*.json")):
         r = json.loads(path.read_text())
-        name = r["preset"] + (f" ({r['regularizer']})" if r.get("regularizer") else "") + r.get("tag", "")
+        name = r["preset"] + (f" ({r['regularizer']})" if r.get("regularizer") else r.get("tag", ""))
         cells = [f"{r[k]:.3f}" for k, _ in COLUMNS]
         rows.append(f"| {name} | {r['train_items']:,} | {r['epochs']} | {r['seconds_per_epoch']:.0f} | " + " | ".join(cells) + " |")
     header = "| model | train items | epochs | s/epoch | " + " | ".join(t for _, t in COLUMNS) + " |"
