@@ -105,6 +105,37 @@ def test_inception_features_need_the_local_file(tmp_path, monkeypatch):
         InceptionFeatures(tmp_path / "fake.pt")
 
 
+class _PoolFeatures(torch.nn.Module):
+    """A TorchScript file with the FID network's calling convention (NVIDIA's is not reachable offline)."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+def test_fetch_inception_downloads_checks_and_names_the_file(tmp_path, monkeypatch, run_main):
+    from grammar_ae.utils.files import sha256_file
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRAMMAR_AE_CACHE", str(cache))
+    published = tmp_path / "inception.pt"
+    torch.jit.script(_PoolFeatures()).save(str(published))
+    code, out, err = run_main("data", "fetch-inception", "--url", published.as_uri())
+    assert code == 0, err
+    expected_name = f"inception-v3-fid:{sha256_file(published)[:12]}"
+    assert expected_name in out
+    features = InceptionFeatures()  # from the cache now
+    assert features.name == expected_name
+    images = torch.full((2, 1, 8, 8), 255, dtype=torch.uint8)
+    assert extract_features(features, images).shape == (2, 3)
+
+    (cache / "pt_inception-2015-12-05.pt").unlink()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"<html>not found</html>")
+    code, out, err = run_main("data", "fetch-inception", "--url", broken.as_uri())
+    assert code == 1 and err.startswith("error:") and "not a TorchScript model" in err and len(err.splitlines()) == 1
+    assert not (cache / "pt_inception-2015-12-05.pt").exists()
+
+
 def test_fallback_features_are_trained_once_cached_and_named(tmp_path):
     train, test = load_image_dataset("digits"), load_image_dataset("digits", "test")
     config = FallbackConfig(epochs=2, batch_size=32, learning_rate=3e-3, max_images=1000, feature_dim=32)

@@ -1,9 +1,10 @@
 """Feature extractors for sample-quality metrics; each one names itself in every result.
 
-- ``InceptionFeatures`` ("inception-v3-fid"): the standard FID Inception v3 network, read
-  from a local TorchScript file (NVIDIA's ``inception-2015-12-05.pt`` as used by StyleGAN2-ADA
-  and clean-fid, which takes float images in [0, 255] and returns 2048 pool features when
-  called with ``return_features=True``). Only these features give FIDs comparable to papers.
+- ``InceptionFeatures`` ("inception-v3-fid:<sha256 prefix>"): the standard FID Inception v3
+  network, read from a local TorchScript file (NVIDIA's ``inception-2015-12-05.pt`` as used
+  by StyleGAN2-ADA and clean-fid, which takes float images in [0, 255] and returns 2048 pool
+  features when called with ``return_features=True``); ``fetch_inception`` downloads it
+  into the cache. Only these features give FIDs comparable to papers.
 - ``ClassifierFeatures`` ("lenet-fallback:<key>"): the offline fallback. A small CNN is
   trained once (seeded) to classify the data set's labelled training images; its
   penultimate layer gives the features. It is cached under the cache directory by the
@@ -27,10 +28,11 @@ from torch import Tensor, nn
 
 from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.images.datasets import ImageDataset
-from grammar_ae.utils.download import cache_root
-from grammar_ae.utils.files import atomic_path
+from grammar_ae.utils.download import RemoteFile, cache_root, download
+from grammar_ae.utils.files import atomic_path, sha256_file
 
 INCEPTION_FILE = "pt_inception-2015-12-05.pt"
+INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 INCEPTION_SIZE = 299
 
 
@@ -57,9 +59,11 @@ def to_unit_float(images: Tensor) -> Tensor:
 
 
 class InceptionFeatures:
-    """2048-d pool features of the FID Inception v3 network (TorchScript file)."""
+    """2048-d pool features of the FID Inception v3 network (TorchScript file).
 
-    name = "inception-v3-fid"
+    ``name`` carries the first 12 hex digits of the file's sha256, so results computed with
+    different weights files are never mixed up.
+    """
 
     def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu"):
         path = Path(path).expanduser() if path is not None else cache_root() / INCEPTION_FILE
@@ -75,6 +79,7 @@ class InceptionFeatures:
         except (RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: not a TorchScript model ({exc})") from exc
         self.device = torch.device(device)
+        self.name = f"inception-v3-fid:{sha256_file(path)[:12]}"
 
     def __call__(self, images: Tensor) -> Tensor:
         x = images.to(self.device).float()
@@ -82,6 +87,20 @@ class InceptionFeatures:
             x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
         return self.model(x, return_features=True)
+
+
+def fetch_inception(url: str = INCEPTION_URL) -> InceptionFeatures:
+    """Download the FID Inception network into the cache and check that it loads.
+
+    NVIDIA publishes no checksum for the file; its sha256 becomes part of the extractor's
+    name instead. A file that does not load as TorchScript is removed again.
+    """
+    path = download(RemoteFile(INCEPTION_FILE, url, None), cache_root())
+    try:
+        return InceptionFeatures(path)
+    except DataError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,15 @@ DOWNLOAD_TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A public file and the sha256 its bytes must have."""
+    """A public file and the sha256 its bytes must have.
+
+    ``sha256`` is None only where the publisher gives no checksum; the caller then records
+    the digest of what it got, so results name the exact bytes they used.
+    """
 
     name: str
     url: str
-    sha256: str
+    sha256: str | None
 
 
 def cache_root() -> Path:
@@ -41,7 +45,7 @@ def download(remote: RemoteFile, directory: Path) -> Path:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
                     handle.write(chunk)
-            if digest.hexdigest() != remote.sha256:
+            if remote.sha256 is not None and digest.hexdigest() != remote.sha256:
                 raise DataError(
                     f"{remote.url}: downloaded file has sha256 {digest.hexdigest()}, expected {remote.sha256}"
                 )
