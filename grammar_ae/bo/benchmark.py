@@ -3,9 +3,10 @@
 Reported like the reference table: fraction valid and average score of the valid proposals
 as mean +- standard deviation over seeds (population std, numpy's default; a seed without
 any valid proposal is left out of the score average), and the best three distinct strings
-found over all seeds, and for a target with a known optimum in how many seeds it was
-proposed (``target_found_seeds``; None otherwise). Each seed's run lives in ``OUT/seed_<s>`` and is resumed if present,
-so an interrupted benchmark continues where it stopped.
+found over all seeds; for a target with a known optimum, in how many seeds it was proposed
+(``target_found_seeds``, None otherwise); and the fraction of proposals that decode to a
+string already known (``duplicate_fraction``). Each seed's run lives in ``OUT/seed_<s>``
+and is resumed if present, so an interrupted benchmark continues where it stopped.
 """
 
 from __future__ import annotations
