@@ -282,8 +282,11 @@ def test_trainer_config_rejects_bad_settings():
 
 def test_monitor_picks_the_best_checkpoint_by_the_named_term(digits, tmp_path):
     summary = make_trainer(digits, tmp_path, epochs=3, monitor="kl", learning_rate=3e-2).fit()
-    kl_by_epoch = {int(row["epoch"]): float(row["val_kl"]) for row in read_metrics(tmp_path)}
+    rows = read_metrics(tmp_path)
+    kl_by_epoch = {int(row["epoch"]): float(row["val_kl"]) for row in rows}
+    loss_by_epoch = {int(row["epoch"]): float(row["val_loss"]) for row in rows}
     best = min(kl_by_epoch, key=kl_by_epoch.get)
+    assert best != min(loss_by_epoch, key=loss_by_epoch.get)  # judging by the whole loss would pick another epoch
     assert summary["best_epoch"] == best
     assert summary["best_validation_loss"] == pytest.approx(kl_by_epoch[best], rel=1e-6)
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == best

@@ -61,8 +61,11 @@ def train(
         values.pop("split", None)
         values.setdefault("grammar", "smiles")
         summary = train_sequence_model(SequenceRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
-    best = summary.get("best_validation_loss")
-    typer.echo(f"trained {summary.get('epochs_run')} epochs; best validation loss {best} at epoch {summary.get('best_epoch')}; run in {out}")
+    best, monitor = summary.get("best_validation_loss"), summary["config"]["monitor"]
+    typer.echo(
+        f"trained {summary.get('epochs_run')} epochs; best validation {monitor} {best} "
+        f"at epoch {summary.get('best_epoch')}; run in {out}"
+    )
 
 
 def evaluate(

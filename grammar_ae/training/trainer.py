@@ -48,7 +48,8 @@ EpochCallback = Callable[[int, dict], None]
 class Trainer:
     """Fits ``model`` (an ``AutoEncoder``) on ``train``, choosing checkpoints on ``validation``.
 
-    Writes into ``out_dir``: last.pt (every epoch), best.pt (best validation loss so far),
+    Writes into ``out_dir``: last.pt (every epoch), best.pt (best so far by the validation
+    term ``config.monitor``; its value is ``best_validation_loss``),
     metrics.csv, loss_curve.png and summary.json. ``model_spec`` (what rebuilds the model)
     and ``record`` (data checksum, grammar hash, ...) must be JSON-like; they are stored in
     every checkpoint and must match when a run is resumed.
