@@ -151,7 +151,12 @@ def test_loop_outputs_are_consistent(finished_run, expressions):
     assert len({e["string"] for e in summary["top3"]}) == len(scores)
     best = summary["best_so_far"]
     assert len(best) == 3 and all(a >= b for a, b in zip(best, best[1:]) if a is not None)
-    assert summary["found_target"] == any("".join(r["string"].split()) == "1/3+x+sin(x*x)" for r in valid)
+    assert summary["found_target"] == any(float(r["score"]) == 0.0 for r in valid)  # fits the data exactly
+    new = {"".join(r["string"].split()) for r in valid if r["duplicate"] == "false"}
+    assert all("".join(e["string"].split()) in new for e in summary["top3_new"])
+    assert [e["score"] for e in summary["top3_new"]] == sorted(
+        float(r["score"]) for r in valid if r["duplicate"] == "false")[: len(summary["top3_new"])]
+    assert summary["trust_region"] is None
     assert summary["surrogate_test"]["n"] == 200 and np.isfinite(summary["surrogate_test"]["rmse"])
     assert summary["checkpoint_sha256"] == model.checkpoint_sha256 and summary["seed"] == 7
     assert summary["config"]["batch_size"] == 4 and "code_version" in summary["provenance"]
@@ -221,7 +226,7 @@ def test_user_target_thompson_and_benchmark_table(expressions, tmp_path):
     best = row["best_three"]
     assert [b["score"] for b in best] == sorted((b["score"] for b in best), reverse=True)
     table = (tmp_path / "bo_benchmark.md").read_text()
-    assert "| expressions (higher better) | fixture |" in table and table.splitlines()[2].endswith("| - |")
+    assert "| expressions (higher better) | fixture |" in table and "| - |" in table.splitlines()[2]
     assert row["target_found_seeds"] is None
     proposed = sum(s["proposed"] for s in summaries)
     assert row["duplicate_fraction"] == pytest.approx(sum(s["duplicates"] for s in summaries) / proposed)
@@ -232,13 +237,16 @@ def test_benchmark_row_counts_the_seeds_that_found_the_optimum():
     def summary(seed: int, found: bool) -> dict:
         best = TARGET_EXPRESSION if found else "x+1"
         return {"seed": seed, "fraction_valid": 1.0, "average_score": 1.0, "found_target": found, "duplicates": 1,
-                "proposed": 4, "top3": [{"string": best, "score": 0.0 if found else 2.0, "iteration": 1}]}
+                "proposed": 4, "top3": [{"string": best, "score": 0.0 if found else 2.0, "iteration": 1}],
+                "top3_new": [{"string": f"x+{seed + 1}", "score": 3.0 - seed, "iteration": 1}]}
 
     row = benchmark_row([summary(0, True), summary(1, False), summary(2, True)], get_target("expression"), "m")
     assert row["target_found_seeds"] == 2 and row["duplicate_fraction"] == 0.25
     assert row["best_three"][0]["string"] == TARGET_EXPRESSION
-    assert "| 2 of 3 seeds |" in table_markdown(row)
-    assert table_csv(row).splitlines()[1].split(",")[8:10] == ["2", "0.25"]
+    assert row["best_new"] == {"string": "x+3", "score": 1.0, "iteration": 1, "seed": 2}
+    assert table_markdown(row).splitlines()[2].endswith("| 2 of 3 seeds | 1.00 `x+3` |")
+    line = table_csv(row).splitlines()[1].split(",")
+    assert line[8:10] == ["2", "0.25"] and line[-2:] == ["1.0", "x+3"]
 
 
 def test_molecules_with_logp_and_the_top3_image(tmp_path):
@@ -285,7 +293,39 @@ def test_cli_optimize(expressions, tmp_path, monkeypatch):
     assert isinstance(result.exception, ConfigError) and "unknown target 'nope'" in str(result.exception)
     result = runner.invoke(app, [
         "optimize", "--target", "expression", *common, "--iterations", "1", "--batch-size", "2",
-        "--samples-per-point", "4", "--surrogate", "exact", "--max-training-points", "100", "--quiet",
+        "--samples-per-point", "4", "--surrogate", "exact", "--max-training-points", "100", "--trust-region", "--quiet",
     ])
     assert result.exit_code == 0, result.output
     assert "valid" in result.output and len(read_rows(tmp_path / "out")) == 2
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["config"]["trust_region"] is True and summary["trust_region"]["widths_used"] == [0.5]
+
+
+def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path):
+    from grammar_ae.bo.loop import prepare_training_data
+    from grammar_ae.bo.state import BOState
+
+    config = replace(CONFIG, trust_region=True)
+    model = ProjectionModel(expressions)
+    summary = run_bo(model, config, tmp_path, progress=False)
+    state = load_state(tmp_path)
+    target = get_target("expression")
+    data = prepare_training_data(model, target, config, BOState(config={}, checkpoint_sha256=""))
+    latents, scores = data.latents, data.scores.tolist()
+    widths = summary["trust_region"]["widths_used"]
+    assert widths[0] == config.trust_region_widths.initial and len(widths) == 3
+    for iteration in (1, 2, 3):
+        batch = [p for p in state.proposals if p.iteration == iteration]
+        centre = latents[target.ranked(scores)[0]]
+        points = torch.tensor([p.latent for p in batch], dtype=torch.float64)
+        reach = widths[iteration - 1] * data.spread + 1e-9
+        assert ((points - centre).abs() <= reach).all()
+        assert ((points >= data.bounds[0] - 1e-9) & (points <= data.bounds[1] + 1e-9)).all()
+        improved = target.best([*scores, *(p.score for p in batch if p.valid)]) != target.best(scores)
+        found_new = any(p.valid and not p.duplicate for p in batch)
+        if iteration < 3:  # three successes in a row widen it, a failure halves it, nothing new doubles it
+            before = widths[iteration - 1]
+            expected = before if improved else max(before / 2, 0.125) if found_new else min(2 * before, 2.0)
+            assert widths[iteration] == expected
+        latents = torch.cat([latents, points])
+        scores += [p.observed for p in batch]

@@ -13,7 +13,7 @@ from rdkit.Chem import QED, RDConfig, Descriptors
 
 from grammar_ae.bo import scoring, targets
 from grammar_ae.bo.expression_eval import ExpressionSyntaxError, evaluate
-from grammar_ae.bo.targets import get_target, register_target
+from grammar_ae.bo.targets import TARGET_EXPRESSION, get_target, register_target
 from grammar_ae.errors import ConfigError, GrammarAEError
 
 sys.path.append(os.path.join(RDConfig.RDContribDir, "SA_Score"))
@@ -112,3 +112,11 @@ def test_score_many_parallel_matches_serial_and_caches(tmp_path, monkeypatch):
     np.save(cache_file, np.arange(len(strings), dtype=np.float64))
     assert scoring.score_many(expression, strings)[5] == 5.0
     assert scoring.score_cache_path(expression, strings[:-1]) != cache_file
+
+
+def test_an_equivalent_string_reaches_the_optimum():
+    target = get_target("expression")
+    for string in ("1/3+(x)+sin(x*x)", "x+1/3+sin(x*x)", TARGET_EXPRESSION):
+        assert target.reaches_optimum(target.score_one(string)), string
+    assert not target.reaches_optimum(target.score_one("1/2+x+sin(x*x)"))
+    assert not target.reaches_optimum(None) and not get_target("logp").reaches_optimum(3.0)

@@ -3,9 +3,10 @@
 Reported like the reference table: fraction valid and average score of the valid proposals
 as mean +- standard deviation over seeds (population std, numpy's default; a seed without
 any valid proposal is left out of the score average), and the best three distinct strings
-found over all seeds; for a target with a known optimum, in how many seeds it was proposed
-(``target_found_seeds``, None otherwise); and the fraction of proposals that decode to a
-string already known (``duplicate_fraction``). Each seed's run lives in ``OUT/seed_<s>``
+found over all seeds; for a target with a known optimum, in how many seeds a proposal scored
+as well as it (``target_found_seeds``, None otherwise); the fraction of proposals that decode
+to a string already known (``duplicate_fraction``); and the best string that was new, in
+neither the data nor an earlier proposal (``best_new``). Each seed's run lives in ``OUT/seed_<s>``
 and is resumed if present, so an interrupted benchmark continues where it stopped.
 """
 
@@ -32,11 +33,11 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
 
 
-def best_over_seeds(summaries: list[dict], target: Target, count: int = 3) -> list[dict]:
-    """The best ``count`` distinct strings over every seed's top three."""
+def best_over_seeds(summaries: list[dict], target: Target, count: int = 3, key: str = "top3") -> list[dict]:
+    """The best ``count`` distinct strings over every seed's ``key`` list ("top3" or "top3_new")."""
     distinct: dict[str, dict] = {}
     for summary in summaries:
-        for entry in summary["top3"]:
+        for entry in summary.get(key, []):
             distinct.setdefault(compact(entry["string"]), {**entry, "seed": summary["seed"]})
     entries = list(distinct.values())
     return [entries[i] for i in target.ranked([e["score"] for e in entries])[:count]]
@@ -56,6 +57,7 @@ def benchmark_row(summaries: list[dict], target: Target, label: str) -> dict:
         "average_score_mean": score_mean,
         "average_score_std": score_std,
         "best_three": best_over_seeds(summaries, target),
+        "best_new": next(iter(best_over_seeds(summaries, target, 1, key="top3_new")), None),
         "target_found_seeds": None if target.optimum is None else sum(bool(f) for f in found),
         "duplicate_fraction": sum(s["duplicates"] for s in summaries) / max(1, sum(s["proposed"] for s in summaries)),
     }
@@ -70,13 +72,19 @@ def _found(row: dict) -> str:
     return "-" if found is None else f"{found} of {len(row['seeds'])} seeds"
 
 
+def _best_new(row: dict) -> str:
+    new = row.get("best_new")
+    return "-" if new is None else f"{new['score']:.2f} `{new['string']}`"
+
+
 def table_markdown(row: dict) -> str:
     best = " ".join(f"{entry['score']:.2f}" for entry in row["best_three"])
     lines = [
-        "| problem | model | fraction valid | avg score | best three | optimum found |",
-        "|---|---|---|---|---|---|",
+        "| problem | model | fraction valid | avg score | best three | optimum found | best new |",
+        "|---|---|---|---|---|---|---|",
         f"| {row['problem']} | {row['model']} | {_plus_minus(row['fraction_valid_mean'], row['fraction_valid_std'])} "
-        f"| {_plus_minus(row['average_score_mean'], row['average_score_std'])} | {best} | {_found(row)} |",
+        f"| {_plus_minus(row['average_score_mean'], row['average_score_std'])} | {best} | {_found(row)} "
+        f"| {_best_new(row)} |",
         "",
         f"Seeds: {', '.join(map(str, row['seeds']))}. Best strings:",
         "",
@@ -91,11 +99,13 @@ def table_csv(row: dict) -> str:
     columns = ["problem", "model", "target", "seeds", "fraction_valid_mean", "fraction_valid_std",
                "average_score_mean", "average_score_std", "target_found_seeds", "duplicate_fraction"]
     best_columns = [f"best_{i}_{part}" for i in range(1, 4) for part in ("score", "string")]
-    writer.writerow(columns + best_columns)
+    writer.writerow(columns + best_columns + ["best_new_score", "best_new_string"])
     values = [" ".join(map(str, row["seeds"])) if c == "seeds" else "" if row[c] is None else row[c] for c in columns]
     for entry in row["best_three"]:
         values += [repr(entry["score"]), entry["string"]]
-    writer.writerow(values + [""] * (len(columns) + len(best_columns) - len(values)))
+    values += [""] * (len(columns) + len(best_columns) - len(values))
+    new = row.get("best_new")
+    writer.writerow(values + (["", ""] if new is None else [repr(new["score"]), new["string"]]))
     return buffer.getvalue()
 
 

@@ -14,7 +14,7 @@ import json
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +29,7 @@ from grammar_ae.bo.scoring import score_many
 from grammar_ae.bo.state import BOState, Proposal, load_state, stage_seed
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
+from grammar_ae.bo.trust_region import TrustRegionConfig, TrustRegionState, trust_region_bounds
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.progress import progress_bar
@@ -42,7 +43,8 @@ RESUMABLE_CHANGES = ("iterations", "device")  # config fields a resumed run may 
 class BOConfig:
     """One BO run. ``bounds``: "data" (box of the training latents) or a margin, the fraction
     of the box's width added on each side. ``max_training_points`` subsamples the GP's
-    training set (useful on CPU)."""
+    training set (useful on CPU). ``trust_region`` searches each batch near the best point
+    observed so far (see ``grammar_ae.bo.trust_region``)."""
 
     target: str
     iterations: int = 5
@@ -59,6 +61,8 @@ class BOConfig:
     train_fraction: float = 0.9
     max_training_points: int | None = None
     device: str = "cpu"  # where the GP is fitted and the acquisition optimized
+    trust_region: bool = False
+    trust_region_widths: TrustRegionConfig = field(default_factory=TrustRegionConfig)
 
     def validate(self) -> None:
         for name in ("iterations", "batch_size"):
@@ -74,6 +78,7 @@ class BOConfig:
             raise ConfigError(f"max_training_points must be at least 2, got {self.max_training_points}")
         self.surrogate_config().validate()
         self.acquisition_config().validate()
+        self.trust_region_widths.validate()
 
     def surrogate_config(self) -> SurrogateConfig:
         return SurrogateConfig(kind=self.surrogate, inducing_points=self.inducing_points, epochs=self.surrogate_epochs)
@@ -98,6 +103,7 @@ class TrainingData:
     test_latents: Tensor
     test_scores: Tensor
     bounds: Tensor  # (2, d) search box
+    spread: Tensor  # (d,) standard deviation of the training latents, the trust region's unit
     known: set[str]  # compact training strings, to flag rediscoveries
     worst: float
 
@@ -134,7 +140,7 @@ def prepare_training_data(model: LatentModel, target: Target, config: BOConfig, 
     }
     return TrainingData(
         latents[train], scores[train], latents[test], scores[test], data_bounds(latents, margin),
-        {compact(s) for s in strings}, worst,
+        latents[train].std(dim=0), {compact(s) for s in strings}, worst,
     )
 
 
@@ -158,7 +164,11 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a BO run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
-    changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and state.config.get(key) != value]
+    defaults = asdict(BOConfig(config.target))  # settings added since the run was saved take their defaults
+    changed = [
+        key for key, value in asdict(config).items()
+        if key not in RESUMABLE_CHANGES and state.config.get(key, defaults[key]) != value
+    ]
     if changed:
         raise ConfigError(f"{out_dir}: cannot resume with a different {', '.join(changed)} than the saved run")
     state.config = asdict(config)
@@ -199,27 +209,35 @@ def _run_iteration(
 ) -> None:
     proposed = torch.tensor([p.latent for p in state.proposals], dtype=torch.float64).reshape(-1, model.latent_dim)
     observed = torch.tensor([p.observed for p in state.proposals], dtype=torch.float64)
+    latents, scores = torch.cat([data.latents, proposed]), torch.cat([data.scores, observed])
     with _timed(state, "fit"):
         surrogate = fit_surrogate(
-            torch.cat([data.latents, proposed]), torch.cat([data.scores, observed]), data.bounds,
-            target.maximize, config.surrogate_config(), stage_seed(config.seed, iteration, "fit"), device,
+            latents, scores, data.bounds, target.maximize, config.surrogate_config(),
+            stage_seed(config.seed, iteration, "fit"), device,
         )
     if state.surrogate_test is None and len(data.test_scores):
         with _timed(state, "surrogate_test"):
             state.surrogate_test = surrogate.test_metrics(data.test_latents, data.test_scores)
+    region, search_box = None, unit_box
+    if config.trust_region:
+        region = _current_region(state, config)
+        centre = latents[target.ranked(scores.tolist())[0]]
+        box = trust_region_bounds(centre, data.spread, region.half_width, data.bounds)
+        search_box = surrogate.to_unit(box.to(device)).clamp(0, 1)
     with _timed(state, "acquisition"):
         unit = propose(
-            surrogate.model, surrogate.best_f, unit_box, config.batch_size, config.acquisition_config(),
+            surrogate.model, surrogate.best_f, search_box, config.batch_size, config.acquisition_config(),
             stage_seed(config.seed, iteration, "acquisition"),
         )
-        latents = surrogate.from_unit(unit).cpu()
+        points = surrogate.from_unit(unit).cpu()
     with _timed(state, "decoding"):
         decoded = model.decode_samples(
-            latents.float(), config.samples_for(model.grammar_name), stage_seed(config.seed, iteration, "decoding"),
+            points.float(), config.samples_for(model.grammar_name), stage_seed(config.seed, iteration, "decoding"),
         )
     with _timed(state, "scoring"):
         seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
-        for index, (latent, samples) in enumerate(zip(latents, decoded)):
+        best_before = target.best(scores.tolist())
+        for index, (latent, samples) in enumerate(zip(points, decoded)):
             string, score = choose_string(samples, target)
             valid = score is not None
             duplicate = valid and compact(string) in seen
@@ -229,3 +247,23 @@ def _run_iteration(
                 iteration, index, string, valid, score, duplicate,
                 observed=score if valid else data.worst, latent=latent.tolist(),
             ))
+    if region is not None:
+        _adapt_region(region, state.proposals[-len(points):], best_before, target, config)
+        state.trust_region = asdict(region)
+
+
+def _current_region(state: BOState, config: BOConfig) -> TrustRegionState:
+    """The saved trust region (or a new one), with this iteration's width recorded."""
+    region = TrustRegionState(**state.trust_region) if state.trust_region else TrustRegionState(
+        config.trust_region_widths.initial)
+    region.widths_used.append(region.half_width)
+    return region
+
+
+def _adapt_region(
+    region: TrustRegionState, batch: list[Proposal], best_before: float, target: Target, config: BOConfig,
+) -> None:
+    """Resize the region after ``batch``: did it beat ``best_before``, did it find any new string?"""
+    valid = [p for p in batch if p.valid]
+    improved = bool(valid) and target.best([*(p.score for p in valid), best_before]) != best_before
+    region.update(improved, any(not p.duplicate for p in valid), config.trust_region_widths)

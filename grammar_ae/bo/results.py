@@ -31,11 +31,12 @@ def proposals_csv(proposals: list[Proposal]) -> str:
     return buffer.getvalue()
 
 
-def top_distinct(proposals: list[Proposal], target: Target, count: int = 3) -> list[dict]:
-    """The best ``count`` distinct valid strings, best first."""
+def top_distinct(proposals: list[Proposal], target: Target, count: int = 3, new_only: bool = False) -> list[dict]:
+    """The best ``count`` distinct valid strings, best first; with ``new_only`` only strings
+    that were neither in the data nor proposed before."""
     best: dict[str, Proposal] = {}
     for p in proposals:
-        if p.valid and compact(p.string) not in best:
+        if p.valid and not (new_only and p.duplicate) and compact(p.string) not in best:
             best[compact(p.string)] = p
     chosen = list(best.values())
     order = target.ranked([p.score for p in chosen])[:count]
@@ -58,7 +59,7 @@ def build_summary(state: BOState, target: Target) -> dict:
     valid_scores = [p.score for p in proposals if p.valid]
     found = None
     if target.optimum is not None:
-        found = any(p.valid and compact(p.string) == compact(target.optimum) for p in proposals)
+        found = any(p.valid and target.reaches_optimum(p.score) for p in proposals)
     return {
         "target": target.name,
         "direction": target.direction,
@@ -69,11 +70,13 @@ def build_summary(state: BOState, target: Target) -> dict:
         "fraction_valid": len(valid_scores) / len(proposals) if proposals else None,
         "average_score": float(np.mean(valid_scores)) if valid_scores else None,
         "top3": top_distinct(proposals, target),
+        "top3_new": top_distinct(proposals, target, new_only=True),
         "best_so_far": best_so_far(proposals, target, state.completed_iterations),
         "duplicates": sum(p.duplicate for p in proposals),
         "found_target": found,
         "training": state.training,
         "surrogate_test": state.surrogate_test,
+        "trust_region": state.trust_region,
         "config": state.config,
         "seed": state.config["seed"],
         "checkpoint_sha256": state.checkpoint_sha256,

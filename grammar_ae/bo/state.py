@@ -48,6 +48,7 @@ class BOState:
     proposals: list[Proposal] = field(default_factory=list)
     training: dict = field(default_factory=dict)
     surrogate_test: dict | None = None
+    trust_region: dict | None = None  # TrustRegionState fields, for runs with a trust region
     timings: dict[str, list[float]] = field(default_factory=dict)
 
     def add_timing(self, stage: str, seconds: float) -> None:

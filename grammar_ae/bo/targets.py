@@ -74,6 +74,15 @@ class Target:
             return self.validity(string)
         return self.score_one(string) is not None
 
+    def reaches_optimum(self, score: float | None) -> bool:
+        """Whether ``score`` is as good as the known optimum's (an equivalent string counts)."""
+        if self.optimum is None or score is None:
+            return False
+        best = self.score_one(self.optimum)
+        if best is None:
+            return False
+        return self.best([score, best]) == score or math.isclose(score, best, rel_tol=1e-9, abs_tol=1e-12)
+
     def worst(self, scores: Sequence[float]) -> float:
         return min(scores) if self.maximize else max(scores)
 
@@ -103,7 +112,8 @@ def register_target(
     """Add a target to the registry and return it.
 
     ``function(string) -> float | None`` scores one string; ``is_valid`` is an optional
-    cheaper validity check; ``optimum`` a known best string (reported as found or not);
+    cheaper validity check; ``optimum`` a known best string (reported as found when a
+    proposal scores as well as it, so equivalent strings count);
     change ``version`` when the function changes so that cached scores are recomputed.
     """
     if direction not in ("maximize", "minimize"):

@@ -25,6 +25,9 @@ SAMPLES_PER_POINT = typer.Option(None, help="Decodes per point (default: 500 mol
 ACQUISITION = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson.")
 SURROGATE = typer.Option("sparse", help="GP: sparse (variational, 500 inducing points) or exact (small sets).")
 MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set (useful on CPU).")
+TRUST_REGION = typer.Option(
+    False, "--trust-region", help="Search each batch near the best point so far (adaptive box; see docs).",
+)
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -53,6 +56,7 @@ def optimize(
     acquisition: str = ACQUISITION,
     surrogate: str = SURROGATE,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
+    trust_region: bool = TRUST_REGION,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
     device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
@@ -66,7 +70,7 @@ def optimize(
     config = BOConfig(
         target, iterations=iterations, batch_size=batch_size, samples_per_point=samples_per_point,
         acquisition=acquisition, surrogate=surrogate, max_training_points=max_training_points, seed=seed,
-        device=device_name,
+        device=device_name, trust_region=trust_region,
     )
     summary = run_bo(model, config, out, resume=resume, progress=not quiet)
     average = summary["average_score"]
@@ -91,6 +95,7 @@ def benchmark_bo(
     acquisition: str = ACQUISITION,
     surrogate: str = SURROGATE,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
+    trust_region: bool = TRUST_REGION,
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
     device: str = DEVICE,
     target_module: Optional[str] = TARGET_MODULE,
@@ -106,6 +111,7 @@ def benchmark_bo(
     config = BOConfig(
         target, iterations=iterations, batch_size=batch_size, samples_per_point=samples_per_point,
         acquisition=acquisition, surrogate=surrogate, max_training_points=max_training_points, device=device_name,
+        trust_region=trust_region,
     )
     row = run_bo_benchmark(
         model, target, list(range(seeds)), config, out, label=label or checkpoint.resolve().name, progress=not quiet,
