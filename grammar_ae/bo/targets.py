@@ -29,7 +29,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -76,12 +76,15 @@ class Target:
 
     def reaches_optimum(self, score: float | None) -> bool:
         """Whether ``score`` is as good as the known optimum's (an equivalent string counts)."""
-        if self.optimum is None or score is None:
-            return False
-        best = self.score_one(self.optimum)
-        if best is None:
+        best = self.optimum_score
+        if best is None or score is None:
             return False
         return self.best([score, best]) == score or math.isclose(score, best, rel_tol=1e-9, abs_tol=1e-12)
+
+    @cached_property
+    def optimum_score(self) -> float | None:
+        """The known optimum's score (None without one)."""
+        return None if self.optimum is None else self.score_one(self.optimum)
 
     def worst(self, scores: Sequence[float]) -> float:
         return min(scores) if self.maximize else max(scores)
