@@ -221,8 +221,8 @@ def _run_iteration(
     region, search_box = None, unit_box
     if config.trust_region:
         region = _current_region(state, config)
-        centre = latents[target.ranked(scores.tolist())[0]]
-        box = trust_region_bounds(centre, data.spread, region.half_width, data.bounds)
+        incumbent = target.ranked(scores.tolist())[0]
+        box = trust_region_bounds(latents[incumbent], data.spread, region.half_width, data.bounds)
         search_box = surrogate.to_unit(box.to(device)).clamp(0, 1)
     with _timed(state, "acquisition"):
         unit = propose(
@@ -236,7 +236,6 @@ def _run_iteration(
         )
     with _timed(state, "scoring"):
         seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
-        best_before = target.best(scores.tolist())
         for index, (latent, samples) in enumerate(zip(points, decoded)):
             string, score = choose_string(samples, target)
             valid = score is not None
@@ -248,7 +247,7 @@ def _run_iteration(
                 observed=score if valid else data.worst, latent=latent.tolist(),
             ))
     if region is not None:
-        _adapt_region(region, state.proposals[-len(points):], best_before, target, config)
+        _adapt_region(region, state.proposals[-len(points):], float(scores[incumbent]), target, config)
         state.trust_region = asdict(region)
 
 
