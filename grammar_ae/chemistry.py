@@ -1,18 +1,18 @@
-"""RDKit checks shared by evaluation and optimization."""
+"""RDKit molecules from SMILES: the one validity rule of evaluation and optimization."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from rdkit import Chem, RDLogger
-
-RDLogger.DisableLog("rdApp.*")
-
 
 @lru_cache(maxsize=100_000)
-def molecule(smiles: str) -> Chem.Mol | None:
-    """The sanitized RDKit molecule, or None if RDKit rejects the SMILES."""
-    return Chem.MolFromSmiles(smiles) if smiles else None
+def molecule(smiles: str):
+    """The sanitized RDKit molecule of ``smiles``, or None where RDKit rejects it or it has no atom."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
 
 
 def is_valid_molecule(smiles: str | None) -> bool:

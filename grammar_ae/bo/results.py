@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from grammar_ae.bo.state import BOState, Proposal
-from grammar_ae.bo.targets import Target, molecule
+from grammar_ae.bo.targets import Target
+from grammar_ae.chemistry import molecule
 from grammar_ae.utils.files import atomic_path, atomic_write_json, atomic_write_text
 from grammar_ae.utils.provenance import provenance
 

@@ -35,6 +35,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from grammar_ae.bo.expression_eval import ExpressionSyntaxError, evaluate
+from grammar_ae.chemistry import is_valid_molecule, molecule
 from grammar_ae.errors import ConfigError
 
 Direction = Literal["maximize", "minimize"]
@@ -159,19 +160,6 @@ def check_target_grammar(target: Target, grammar_name: str) -> None:
 
 # ---- molecules -------------------------------------------------------------------------------
 
-def molecule(smiles: str):
-    """The sanitized RDKit molecule of ``smiles``, or None (also for an empty molecule)."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
-
-
-def is_molecule(smiles: str) -> bool:
-    return molecule(smiles) is not None
-
-
 @lru_cache(maxsize=1)
 def _sascorer():
     from rdkit.Chem import RDConfig
@@ -233,11 +221,11 @@ def expression_distance(expression: str) -> float | None:
 
 
 register_target(
-    "logp", penalized_logp, grammar="smiles", direction="maximize", is_valid=is_molecule,
+    "logp", penalized_logp, grammar="smiles", direction="maximize", is_valid=is_valid_molecule,
     description="penalized logP: z(logP) + z(-SA) + z(-cycle) with the ZINC-250k constants",
 )
 register_target(
-    "qed", qed, grammar="smiles", direction="maximize", is_valid=is_molecule,
+    "qed", qed, grammar="smiles", direction="maximize", is_valid=is_valid_molecule,
     description="RDKit QED drug-likeness",
 )
 register_target(
