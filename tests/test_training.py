@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -25,7 +26,6 @@ from grammar_ae.training import (
     save_checkpoint,
     seed_everything,
 )
-from grammar_ae.utils.files import sha256_bytes
 
 PIXELS = 64
 SPEC = {"kind": "digits-mlp", "hidden": 32, "latent_dim": 4, "objective": "vae"}
@@ -67,7 +67,7 @@ def digits() -> tuple[Tensor, Tensor]:
 
 
 def record_of(train: Tensor) -> dict:
-    return {"data_checksum": sha256_bytes(train.numpy().tobytes()), "grammar_hash": None}
+    return {"data_checksum": hashlib.sha256(train.numpy().tobytes()).hexdigest(), "grammar_hash": None}
 
 
 def make_trainer(

@@ -68,10 +68,6 @@ def _product_sqrt(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return root if np.isfinite(root).all() else None
 
 
-def frechet_distance_of_features(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
-    return frechet_distance(GaussianStatistics.of(a), GaussianStatistics.of(b), eps)
-
-
 @dataclass(frozen=True)
 class PrecisionRecall:
     precision: float
