@@ -134,8 +134,8 @@ def test_resume_ends_identical_to_an_uninterrupted_run(digits, tmp_path):
     straight = make_trainer(digits, tmp_path / "straight", epochs=3)
     straight.fit()
 
-    make_trainer(digits, tmp_path / "split", epochs=2, num_workers=2).fit()
-    resumed = make_trainer(digits, tmp_path / "split", epochs=3, model_seed=99, num_workers=2)
+    make_trainer(digits, tmp_path / "split", epochs=2).fit()
+    resumed = make_trainer(digits, tmp_path / "split", epochs=3, model_seed=99)
     resumed.fit(resume=True)
 
     straight_state, resumed_state = straight.model.state_dict(), resumed.model.state_dict()
@@ -244,7 +244,7 @@ def test_existing_run_needs_resume_or_overwrite(digits, finished_run, tmp_path):
 def test_epoch_callback_and_before_training_hook(digits, tmp_path):
     seen: list[tuple[int, float]] = []
     trainer = make_trainer(digits, tmp_path, epochs=2)
-    trainer.on_epoch_end = lambda epoch, metrics: seen.append((epoch, metrics["val_loss"]))
+    trainer.callbacks.append(lambda epoch, metrics: seen.append((epoch, metrics["val_loss"])))
     calls: list[int] = []
     trainer.model.before_training = calls.append
     summary = trainer.fit()
@@ -278,6 +278,37 @@ def test_trainer_config_rejects_bad_settings():
         TrainerConfig(epochs=1, batch_size=10, plateau_factor=1.5)
     with pytest.raises(ConfigError, match="batch_size=0"):
         TrainerConfig(epochs=1, batch_size=0)
+    with pytest.raises(ConfigError, match="optimizer 'lbfgs' is unknown; expected one of adam, adamw, sgd"):
+        TrainerConfig(epochs=1, batch_size=10, optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="scheduler 'step' is unknown"):
+        TrainerConfig(epochs=1, batch_size=10, scheduler="step")
+
+
+def test_optimizer_and_schedule_come_from_the_config(digits, tmp_path):
+    default = make_trainer(digits, tmp_path / "default", epochs=1)
+    assert type(default.optimizer) is torch.optim.Adam
+    assert type(default.scheduler.scheduler) is torch.optim.lr_scheduler.ReduceLROnPlateau
+    trainer = make_trainer(digits, tmp_path / "cosine", epochs=3, optimizer="adamw", weight_decay=0.01,
+                           scheduler="cosine", min_learning_rate=1e-4)
+    assert type(trainer.optimizer) is torch.optim.AdamW and trainer.optimizer.param_groups[0]["weight_decay"] == 0.01
+    trainer.fit()
+    rates = [float(row["lr"]) for row in read_metrics(tmp_path / "cosine")]
+    assert rates[0] == 3e-3 and rates[0] > rates[1] > rates[2] > 1e-4  # annealed every epoch, not on plateaus
+
+
+def test_a_run_saved_with_the_old_trainer_settings_resumes(digits, tmp_path):
+    """Checkpoints written before ``mixed_precision`` became ``autocast`` and ``num_workers`` went away."""
+    make_trainer(digits, tmp_path, epochs=1).fit()
+    state = load_checkpoint(tmp_path / "last.pt")
+    config = dict(state["config"])
+    config["mixed_precision"] = config.pop("autocast")
+    for name in ("optimizer", "weight_decay", "scheduler"):
+        del config[name]
+    save_checkpoint(tmp_path / "last.pt", {**state, "config": {**config, "num_workers": 0}})
+    summary = make_trainer(digits, tmp_path, epochs=2).fit(resume=True)
+    assert summary["epochs_run"] == 2
+    with pytest.raises(CheckpointError, match="config.optimizer is 'adam' there, expected 'sgd'"):
+        make_trainer(digits, tmp_path, epochs=3, optimizer="sgd").fit(resume=True)
 
 
 def test_monitor_picks_the_best_checkpoint_by_the_named_term(digits, tmp_path):

@@ -221,7 +221,7 @@ def run_image_benchmark(config: ImageBenchmarkConfig, out_dir: str | Path, progr
             done_before = _epochs_done(run_dir)
             summary = train_image_model(
                 run_config, run_dir, resume=(run_dir / "last.pt").exists(), quiet=True,
-                on_epoch_end=lambda epoch, row, model=model: advance(status=f"{model}: epoch {epoch}, val loss {row['val_loss']:.4g}"),
+                callbacks=[lambda epoch, row, model=model: advance(status=f"{model}: epoch {epoch}, val loss {row['val_loss']:.4g}")],
             )
             advance(min(done_before, run_config.epochs), status=f"{model}: evaluating")
             evaluation = _evaluation(run_dir, run_config.device, config.evaluation)

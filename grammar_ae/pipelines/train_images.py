@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from grammar_ae.objectives import (
     save_sampler,
 )
 from grammar_ae.pipelines.settings import RunSettings
-from grammar_ae.training import Trainer, TrainerConfig, seed_everything
+from grammar_ae.training import EpochCallback, Trainer, TrainerConfig, seed_everything
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import atomic_path, atomic_write_json
 
@@ -157,7 +157,7 @@ def train_image_model(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
-    on_epoch_end: Callable[[int, dict], None] | None = None,
+    callbacks: Sequence[EpochCallback] = (),
 ) -> dict:
     """Train, write the figures, and return the trainer's summary (plus ``figures``); all lands in ``out_dir``."""
     config = config.resolved()
@@ -195,7 +195,7 @@ def train_image_model(
         monitor=config.monitor or model.objective.validation_monitor,
     )
     sources = [ImageBatchSource.from_dataset(part) for part in (data.train, data.validation)]
-    trainer = Trainer(model, *sources, trainer_config, out_dir, model.spec, record, quiet=quiet, on_epoch_end=on_epoch_end)
+    trainer = Trainer(model, *sources, trainer_config, out_dir, model.spec, record, quiet=quiet, callbacks=callbacks)
     summary = trainer.fit(resume=resume, overwrite=overwrite)
     atomic_write_json(Path(out_dir) / "config.json", {"config": asdict(config), "record": record})
     run = TrainedImageModel(out_dir, config.device, data=data)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Iterator
-from queue import Full, Queue
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -66,49 +64,3 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     if isinstance(batch, (tuple, list)):
         return tuple(to_device(part, device) for part in batch)
     return batch.to(device, non_blocking=True)
-
-
-def prefetch(items: Iterable[Any], depth: int) -> Iterator[Any]:
-    """Yield ``items`` in order, prepared up to ``depth`` ahead by a background thread.
-
-    ``depth`` 0 iterates in the caller's thread. Errors of the producer are re-raised in
-    the consumer; stopping early stops the producer.
-    """
-    if depth == 0:
-        yield from items
-        return
-    queue: Queue = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(entry: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(entry, timeout=0.05)
-                return True
-            except Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer(("item", item)):
-                    return
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            offer(("error", error))
-            return
-        offer(("done", None))
-
-    worker = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = queue.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        worker.join()

@@ -5,29 +5,28 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, closing, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from grammar_ae.errors import CheckpointError, ConfigError, DataError, TrainingError
 from grammar_ae.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from grammar_ae.training.config import TrainerConfig
-from grammar_ae.training.data import BatchSource, batch_length, prefetch, to_device
+from grammar_ae.training.data import BatchSource, batch_length, to_device
 from grammar_ae.training.metrics import Snapshot, TermMeans
+from grammar_ae.training.optimization import EpochSchedule, build_optimizer
 from grammar_ae.training.outputs import plot_loss_curve, write_metrics_csv
 from grammar_ae.training.seeding import capture_rng, restore_rng, seed_everything
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import atomic_write_json
 from grammar_ae.utils.provenance import provenance
-
-if TYPE_CHECKING:
-    from grammar_ae.models.base import AutoEncoder
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -39,25 +38,36 @@ RUN_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT, METRICS_FILE, CURVE_FILE, SUMMARY
 SYNC_EVERY = 20
 """Training batches between read-backs of the running means (progress display and NaN guard)."""
 
-RESUMABLE_SETTINGS = ("epochs", "device", "num_workers")
-"""Trainer settings that may differ when a run is resumed; every other one must match."""
-
 EpochCallback = Callable[[int, dict], None]
+"""Called after every epoch with its number and its metrics row (the line of metrics.csv)."""
+
+
+class TrainableModel(Protocol):
+    """What the trainer needs of a model besides being an ``nn.Module`` (every autoencoder of
+    ``grammar_ae.models`` has it)."""
+
+    def loss(self, batch: Any) -> dict[str, Tensor]:
+        """The loss terms of one batch; ``loss`` is the one to minimise."""
+
+    def before_training(self, batch_size: int) -> None:
+        """Called once before the first epoch."""
 
 
 class Trainer:
-    """Fits ``model`` (an ``AutoEncoder``) on ``train``, choosing checkpoints on ``validation``.
+    """Fits ``model`` (a ``TrainableModel``) on ``train``, choosing checkpoints on ``validation``.
 
     Writes into ``out_dir``: last.pt (every epoch), best.pt (best so far by the validation
     term ``config.monitor``; its value is ``best_validation_loss``),
     metrics.csv, loss_curve.png and summary.json. ``model_spec`` (what rebuilds the model)
     and ``record`` (data checksum, grammar hash, ...) must be JSON-like; they are stored in
-    every checkpoint and must match when a run is resumed.
+    every checkpoint and must match when a run is resumed. The optimizer and the
+    learning-rate schedule are the ones ``config`` names; ``callbacks`` are called after
+    every epoch.
     """
 
     def __init__(
         self,
-        model: AutoEncoder,
+        model: TrainableModel,
         train: BatchSource,
         validation: BatchSource,
         config: TrainerConfig,
@@ -66,7 +76,7 @@ class Trainer:
         record: dict,
         *,
         quiet: bool = False,
-        on_epoch_end: EpochCallback | None = None,
+        callbacks: Sequence[EpochCallback] = (),
     ):
         for name, source in (("training", train), ("validation", validation)):
             if len(source) == 0:
@@ -80,16 +90,10 @@ class Trainer:
         self.model_spec = _json_like(model_spec, "model_spec")
         self.record = _json_like(record, "record")
         self.quiet = quiet
-        self.on_epoch_end = on_epoch_end
+        self.callbacks = list(callbacks)
         self.console = Console()
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer,
-            mode="min",
-            factor=config.plateau_factor,
-            patience=config.plateau_patience,
-            min_lr=config.min_learning_rate,
-        )
+        self.optimizer = build_optimizer(model.parameters(), config)
+        self.scheduler = EpochSchedule(self.optimizer, config)
         self.data_order = torch.Generator()
         self.history: list[dict] = []
         self.best_epoch: int | None = None
@@ -126,8 +130,8 @@ class Trainer:
         path = self.out_dir / LAST_CHECKPOINT
         state = load_checkpoint(path, map_location="cpu")
         check_compatible(
-            _run_identity(state["model_spec"], state["record"], state["config"]),
-            _run_identity(self.model_spec, self.record, self.config.to_dict()),
+            _run_identity(state["model_spec"], state["record"], TrainerConfig.from_dict(state["config"])),
+            _run_identity(self.model_spec, self.record, self.config),
             source=f"checkpoint {path}",
         )
         try:
@@ -174,8 +178,8 @@ class Trainer:
                 f"| val {_format_terms(validation_terms)}  lr {learning_rate:.3g}  "
                 f"{row['seconds']:.1f} s{'  (best)' if improved else ''}"
             )
-        if self.on_epoch_end is not None:
-            self.on_epoch_end(epoch, row)
+        for callback in self.callbacks:
+            callback(epoch, row)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over full training batches (the shuffled remainder is left to later epochs)."""
@@ -184,9 +188,9 @@ class Trainer:
         batch_count = max(1, len(self.train) // batch_size)
         batches = islice(self.train.batches(batch_size, True, self.data_order), batch_count)
         means = TermMeans(self.device)
-        with self._progress() as progress, closing(prefetch(batches, self.config.num_workers)) as stream:
+        with self._progress() as progress:
             task = progress.add_task(f"epoch {epoch}/{self.config.epochs}", total=batch_count, terms="")
-            for index, batch in enumerate(stream, start=1):
+            for index, batch in enumerate(batches, start=1):
                 batch = to_device(batch, self.device)
                 self.optimizer.zero_grad(set_to_none=True)
                 with self._autocast():
@@ -207,11 +211,10 @@ class Trainer:
         self.model.eval()
         means = TermMeans(self.device)
         batches = self.validation.batches(self.config.batch_size, False, self.data_order)
-        with closing(prefetch(batches, self.config.num_workers)) as stream:
-            for index, batch in enumerate(stream, start=1):
-                batch = to_device(batch, self.device)
-                with self._autocast():
-                    means.add(self.model.loss(batch), batch_length(batch), index)
+        for index, batch in enumerate(batches, start=1):
+            batch = to_device(batch, self.device)
+            with self._autocast():
+                means.add(self.model.loss(batch), batch_length(batch), index)
         return self._checked(means.snapshot(), epoch, "validation").means
 
     def _monitored(self, validation_terms: dict[str, float], epoch: int) -> float:
@@ -286,15 +289,14 @@ class Trainer:
         )
 
     def _autocast(self) -> AbstractContextManager:
-        if self.device.type == "cuda" and self.config.mixed_precision:
+        if self.device.type == "cuda" and self.config.autocast:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
 
-def _run_identity(model_spec: dict, record: dict, config: dict) -> dict:
+def _run_identity(model_spec: dict, record: dict, config: TrainerConfig) -> dict:
     """What must be the same in a run and its resumption."""
-    fixed = {name: value for name, value in config.items() if name not in RESUMABLE_SETTINGS}
-    return {"model_spec": model_spec, "record": record, "config": fixed}
+    return {"model_spec": model_spec, "record": record, "config": config.identity()}
 
 
 def _json_like(value: dict, name: str) -> dict:
