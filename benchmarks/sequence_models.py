@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, write_result  # noqa: E402
 
 from grammar_ae.evaluation.sequence import EvaluationConfig, evaluate_sequence_model  # noqa: E402
-from grammar_ae.models.handle import load_latent_model  # noqa: E402
-from grammar_ae.models.presets import SEQUENCE_PRESETS  # noqa: E402
+from grammar_ae.models.sequence.run import load_latent_model  # noqa: E402
+from grammar_ae.models.sequence.presets import SEQUENCE_PRESETS  # noqa: E402
 from grammar_ae.pipelines.settings import parse_assignments  # noqa: E402
 from grammar_ae.pipelines.train_sequence import SequenceRunConfig, train_sequence_model  # noqa: E402
 from grammar_ae.utils.files import atomic_write_text  # noqa: E402

@@ -280,9 +280,9 @@ def test_wrong_grammar_or_target_is_a_clear_error(expressions, tmp_path):
 
 def test_cli_optimize(expressions, tmp_path, monkeypatch):
     model = ProjectionModel(expressions)
-    handle = types.ModuleType("grammar_ae.models.handle")
+    handle = types.ModuleType("grammar_ae.models.sequence.run")
     handle.load_latent_model = lambda path, device: model  # the lead's loader, replaced by the fixture
-    monkeypatch.setitem(sys.modules, "grammar_ae.models.handle", handle)
+    monkeypatch.setitem(sys.modules, "grammar_ae.models.sequence.run", handle)
     app = typer.Typer()
     commands_optimize.register(app)
     runner = CliRunner()

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from grammar_ae.errors import ConfigError, DataError
-from grammar_ae.images.datasets import ImageBatchSource, load_image_dataset
-from grammar_ae.images.networks import ConvDecoder, ConvEncoder, ConvNetConfig
-from grammar_ae.models.image import build_image_model, image_model_spec
+from grammar_ae.data.images.datasets import ImageBatchSource, load_image_dataset
+from grammar_ae.models.image.networks import ConvDecoder, ConvEncoder, ConvNetConfig
+from grammar_ae.models.image.model import build_image_model, image_model_spec
 from grammar_ae.objectives import OBJECTIVES
 from grammar_ae.training import Trainer, TrainerConfig, load_checkpoint
 

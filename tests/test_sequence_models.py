@@ -12,9 +12,9 @@ from grammar_ae.cli.main import app
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.evaluation.sequence import EvaluationConfig, evaluate_sequence_model
 from grammar_ae.grammar.cfg import Grammar
-from grammar_ae.models.handle import load_latent_model
-from grammar_ae.models.presets import SEQUENCE_PRESETS
-from grammar_ae.models.sequence import SequenceAutoEncoder
+from grammar_ae.models.sequence.run import load_latent_model
+from grammar_ae.models.sequence.presets import SEQUENCE_PRESETS
+from grammar_ae.models.sequence.model import SequenceAutoEncoder
 from grammar_ae.pipelines.train_sequence import SequenceRunConfig, build_spec, train_sequence_model
 
 TINY = {"latent_dim": 10, "hidden": 24, "gru_hidden": 24, "gru_layers": 1}

@@ -58,7 +58,7 @@ def fetch_inception_command(
     url: Optional[str] = typer.Option(None, "--url", help="Where to fetch it from (default: NVIDIA's StyleGAN2-ADA copy)."),
 ) -> None:
     """Download the FID Inception network into the cache; image evaluations use it from then on."""
-    from grammar_ae.images.features import INCEPTION_URL, fetch_inception
+    from grammar_ae.evaluation.image_features import INCEPTION_URL, fetch_inception
 
     features = fetch_inception(url or INCEPTION_URL)
     typer.echo(f"FID Inception network cached; image results will name their features {features.name}")

@@ -107,7 +107,7 @@ def sample(
 ) -> None:
     """Print N decoded samples, one per line (an empty line for an invalid decode); image runs: a PNG grid."""
     from grammar_ae.evaluation.run import is_image_run
-    from grammar_ae.models.handle import load_latent_model
+    from grammar_ae.models.sequence.run import load_latent_model
 
     if is_image_run(run):
         from grammar_ae.pipelines.train_images import write_sample_grid
@@ -130,7 +130,7 @@ def encode(
 ) -> None:
     """Print the latent mean of each string, one line of space-separated numbers each."""
     from grammar_ae.cli.commands_grammar import _lines
-    from grammar_ae.models.handle import load_latent_model
+    from grammar_ae.models.sequence.run import load_latent_model
 
     latents = load_latent_model(run, device).encode_means(_lines(strings or [], input_file))
     for row in latents.numpy():
@@ -143,7 +143,7 @@ def decode(
     device: str = DEVICE,
 ) -> None:
     """Decode latent vectors (one per line) to strings; an empty line for an invalid decode."""
-    from grammar_ae.models.handle import load_latent_model
+    from grammar_ae.models.sequence.run import load_latent_model
 
     loaded = load_latent_model(run, device)
     text = sys.stdin.read() if input_file is None or str(input_file) == "-" else _read(input_file)

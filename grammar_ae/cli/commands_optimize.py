@@ -39,7 +39,7 @@ def _load(checkpoint: Path, target: str, target_module: Optional[str], device: s
         import_target_module(target_module)
     resolved = get_target(target)
     device_name = str(resolve_device(device))
-    from grammar_ae.models.handle import load_latent_model
+    from grammar_ae.models.sequence.run import load_latent_model
 
     model = load_latent_model(checkpoint, device_name)
     check_target_grammar(resolved, model.grammar_name)

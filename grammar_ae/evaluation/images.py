@@ -32,15 +32,15 @@ import torch
 
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.download import cache_root
-from grammar_ae.images.features import (
+from grammar_ae.evaluation.image_features import (
     INCEPTION_FILE,
     ClassifierFeatures,
     FeatureExtractor,
     InceptionFeatures,
     extract_features,
 )
-from grammar_ae.images.metrics import GaussianStatistics, clustering_accuracy, frechet_distance, precision_recall
-from grammar_ae.models.trained import checkpoint_path
+from grammar_ae.evaluation.image_metrics import GaussianStatistics, clustering_accuracy, frechet_distance, precision_recall
+from grammar_ae.models.run import checkpoint_path
 from grammar_ae.pipelines.train_images import (
     ImageRunConfig,
     TrainedImageModel,

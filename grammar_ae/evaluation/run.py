@@ -6,7 +6,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from grammar_ae.errors import ConfigError
-from grammar_ae.models.trained import checkpoint_path
+from grammar_ae.models.run import checkpoint_path
 from grammar_ae.training import load_checkpoint
 from grammar_ae.utils.files import atomic_write_json
 
@@ -31,7 +31,7 @@ def evaluate_run(run: Path, device: str = "auto", progress: bool = True, options
     if options.pop("inception", None) is not None:
         raise ConfigError("--inception applies to image runs only")
     from grammar_ae.evaluation.sequence import EvaluationConfig, evaluate_sequence_model
-    from grammar_ae.models.handle import load_latent_model
+    from grammar_ae.models.sequence.run import load_latent_model
 
     model = load_latent_model(run, device)
     result = evaluate_sequence_model(model, EvaluationConfig(**options), progress=progress)

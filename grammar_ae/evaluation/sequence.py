@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from grammar_ae.chemistry import validity_check
-from grammar_ae.models.handle import TrainedSequenceModel
+from grammar_ae.models.sequence.run import TrainedSequenceModel
 from grammar_ae.utils.progress import progress_bar
 from grammar_ae.utils.provenance import provenance
 

@@ -29,19 +29,19 @@ import torch
 from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError, DataError
-from grammar_ae.images.datasets import (
+from grammar_ae.data.images.datasets import (
     ImageBatchSource,
     ImageDataset,
     load_image_dataset,
     train_validation_split,
 )
-from grammar_ae.images.sources import SPLITS, get_source
-from grammar_ae.models.image import (
+from grammar_ae.data.images.sources import SPLITS, get_source
+from grammar_ae.models.image.model import (
     ImageAutoEncoder,
     build_image_model,
     image_model_spec,
 )
-from grammar_ae.models.trained import TrainedRun
+from grammar_ae.models.run import TrainedRun
 from grammar_ae.objectives import (
     OBJECTIVES,
     LatentSampler,

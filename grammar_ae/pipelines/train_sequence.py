@@ -11,9 +11,9 @@ from grammar_ae.data.batches import SequenceBatchSource, split_indices
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
-from grammar_ae.models.presets import preset_objective
-from grammar_ae.models.sequence import GRAMMAR, SequenceAutoEncoder, SequenceModelSpec
-from grammar_ae.models.sequence_networks import (
+from grammar_ae.models.sequence.presets import preset_objective
+from grammar_ae.models.sequence.model import GRAMMAR, SequenceAutoEncoder, SequenceModelSpec
+from grammar_ae.models.sequence.networks import (
     SequenceNetworkConfig,
     count_parameters,
     default_network,

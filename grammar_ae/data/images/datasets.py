@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from grammar_ae.data.images.sources import SPLITS, ImageSource, get_source
+from grammar_ae.data.tensors import TensorBatchSource
 from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.utils.download import CACHE_ENV, cache_root, download
-from grammar_ae.images.sources import SPLITS, ImageSource, get_source
-from grammar_ae.training.data import TensorBatchSource
 
 DATA_ENV = "GRAMMAR_AE_DATA"
 

@@ -16,8 +16,8 @@ from torch import Tensor
 from grammar_ae.errors import CheckpointError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import AutoEncoder
-from grammar_ae.models.codec import CharacterCodec, GrammarCodec, SequenceCodec
-from grammar_ae.models.sequence_networks import SequenceDecoder, SequenceEncoder, SequenceNetworkConfig
+from grammar_ae.models.sequence.codec import CharacterCodec, GrammarCodec, SequenceCodec
+from grammar_ae.models.sequence.networks import SequenceDecoder, SequenceEncoder, SequenceNetworkConfig
 from grammar_ae.objectives import ReconstructionTerms, build_objective
 from grammar_ae.objectives.base import Objective
 

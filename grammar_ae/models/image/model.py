@@ -1,4 +1,4 @@
-"""Image autoencoders: the convolutional networks of `grammar_ae.images.networks` with any
+"""Image autoencoders: the convolutional networks of `grammar_ae.models.image.networks` with any
 objective of the regularizer core, trained on uint8 image batches.
 
 A model is described by a JSON-like spec, stored in checkpoints so that the model can be
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from grammar_ae.errors import ConfigError, DataError
-from grammar_ae.images.networks import ConvDecoder, ConvEncoder, ConvNetConfig
+from grammar_ae.models.image.networks import ConvDecoder, ConvEncoder, ConvNetConfig
 from grammar_ae.models.base import AutoEncoder
 from grammar_ae.objectives import OBJECTIVES, Objective, ReconstructionTerms, build_objective, config_of
 

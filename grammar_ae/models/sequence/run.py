@@ -14,9 +14,9 @@ from torch import Tensor
 
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import CheckpointError, DataError
-from grammar_ae.models.sequence import SequenceAutoEncoder, SequenceModelSpec
+from grammar_ae.models.sequence.model import SequenceAutoEncoder, SequenceModelSpec
 from grammar_ae.objectives import LatentSampler, fit_sampler, load_sampler, save_sampler
-from grammar_ae.models.trained import TrainedRun
+from grammar_ae.models.run import TrainedRun
 
 SAMPLER_LATENTS = 20_000  # training latents used to fit ex-post densities
 

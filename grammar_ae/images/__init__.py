@@ -1,1 +1,0 @@
-"""Image side of the toolkit: data sets, convolutional networks, sample-quality metrics."""

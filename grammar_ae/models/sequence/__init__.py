@@ -1,0 +1,1 @@
+"""Sequence autoencoders over production sequences (grammar models) or characters."""
