@@ -31,13 +31,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, shared_data, write_result  # noqa: E402
 
-from grammar_ae.evaluation.images import (  # noqa: E402
+from grammar_ae import load_run  # noqa: E402
+from grammar_ae.models.image.figures import save_image_grid  # noqa: E402
+from grammar_ae.pipelines.image_benchmark import (  # noqa: E402
     BENCHMARK_MODELS,
     ImageBenchmarkConfig,
     benchmark_markdown,
     run_image_benchmark,
 )
-from grammar_ae.pipelines.train_images import load_image_run, save_image_grid  # noqa: E402
 from grammar_ae.utils.files import atomic_write_text  # noqa: E402
 
 GRID_COLUMNS = 12
@@ -90,7 +91,7 @@ def samples_figure(runs: Path, models: list[str], path: Path) -> None:
     """Two rows per model: samples of its prior (or fitted Gaussian), then of the ex-post GMM."""
     rows = []
     for model in models:
-        run = load_image_run(runs / model, "cpu")
+        run = load_run(runs / model, "cpu", family="image")
         rows += [run.samples("prior", GRID_COLUMNS, seed=1), run.samples("gmm", GRID_COLUMNS, seed=1, fit={"components": 10, "seed": 0})]
     save_image_grid(path, torch.cat(rows), GRID_COLUMNS)
 

@@ -20,11 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, write_result  # noqa: E402
 
+from grammar_ae import load_run  # noqa: E402
 from grammar_ae.evaluation.sequence import EvaluationConfig, evaluate_sequence_model  # noqa: E402
-from grammar_ae.models.sequence.run import load_latent_model  # noqa: E402
+from grammar_ae.models.sequence.config import SequenceRunConfig  # noqa: E402
 from grammar_ae.models.sequence.presets import SEQUENCE_PRESETS  # noqa: E402
-from grammar_ae.pipelines.settings import parse_assignments  # noqa: E402
-from grammar_ae.pipelines.train_sequence import SequenceRunConfig, train_sequence_model  # noqa: E402
+from grammar_ae.pipelines.train_sequence import train_sequence_model  # noqa: E402
+from grammar_ae.utils.config_files import parse_assignments  # noqa: E402
 from grammar_ae.utils.files import atomic_write_text  # noqa: E402
 
 COLUMNS = [
@@ -55,7 +56,7 @@ def run_preset(args, preset: str) -> dict:
     summary = train_sequence_model(config, out, resume=resume, quiet=args.quiet)
     train_seconds = time.perf_counter() - started
     evaluation = evaluate_sequence_model(
-        load_latent_model(out, args.device),
+        load_run(out, args.device, family="sequence"),
         EvaluationConfig(items=args.items, prior_samples=args.prior_samples, encode_samples=args.encode_samples,
                          decode_samples=args.decode_samples),
         progress=not args.quiet,

@@ -6,8 +6,6 @@ import csv
 import gzip
 import json
 import os
-import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -280,9 +278,7 @@ def test_wrong_grammar_or_target_is_a_clear_error(expressions, tmp_path):
 
 def test_cli_optimize(expressions, tmp_path, monkeypatch):
     model = ProjectionModel(expressions)
-    handle = types.ModuleType("grammar_ae.models.sequence.run")
-    handle.load_latent_model = lambda path, device: model  # the lead's loader, replaced by the fixture
-    monkeypatch.setitem(sys.modules, "grammar_ae.models.sequence.run", handle)
+    monkeypatch.setattr(commands_optimize, "load_sequence_run", lambda path, device: model)
     app = typer.Typer()
     commands_optimize.register(app)
     runner = CliRunner()

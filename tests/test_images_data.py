@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.data.images import sources
 from grammar_ae.data.images.datasets import ImageBatchSource, load_image_dataset, train_validation_split
+from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.utils.download import RemoteFile, download
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.data.images.datasets import ImageDataset, load_image_dataset
+from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.evaluation.image_features import ClassifierFeatures, FallbackConfig, InceptionFeatures, extract_features
 from grammar_ae.evaluation.image_metrics import (
     GaussianStatistics,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.data.images.datasets import ImageBatchSource, load_image_dataset
+from grammar_ae.errors import ConfigError, DataError
+from grammar_ae.models.image.model import ImageModelSpec, image_model_spec
 from grammar_ae.models.image.networks import ConvDecoder, ConvEncoder, ConvNetConfig
-from grammar_ae.models.image.model import build_image_model, image_model_spec
 from grammar_ae.objectives import OBJECTIVES
 from grammar_ae.training import Trainer, TrainerConfig, load_checkpoint
 
@@ -46,7 +46,7 @@ def test_width_scales_filters_and_logvar_head_only_when_stochastic():
 
 
 def test_reconstruction_is_the_per_pixel_mean_squared_error(digits):
-    model = build_image_model(image_model_spec(digits.image_shape, 4, "ae", width=TINY))
+    model = image_model_spec(digits.image_shape, 4, "ae", width=TINY).build()
     batch = torch.from_numpy(digits.images[:5])
     target = batch.float() / 255
     terms = model.reconstruction(torch.full_like(target, 0.5), batch)
@@ -61,28 +61,43 @@ def test_reconstruction_is_the_per_pixel_mean_squared_error(digits):
 
 def test_spec_errors():
     with pytest.raises(ConfigError, match="missing latent_dim"):
-        build_image_model({"image_shape": [1, 16, 16], "objective": {"name": "ae"}})
+        ImageModelSpec.from_dict({"image_shape": [1, 16, 16], "objective": {"name": "ae"}})
     with pytest.raises(ConfigError, match="objective 'vqvae' is unknown"):
-        build_image_model(image_model_spec((1, 16, 16), 4, "vqvae"))
-    with pytest.raises(ConfigError, match="kind is 'gvae'"):
-        build_image_model({**image_model_spec((1, 16, 16), 4, "ae"), "kind": "gvae"})
+        image_model_spec((1, 16, 16), 4, "vqvae")
+    with pytest.raises(ConfigError, match="family is 'gvae'"):
+        ImageModelSpec.from_dict({**image_model_spec((1, 16, 16), 4, "ae").to_dict(), "family": "gvae"})
     with pytest.raises(ConfigError, match="no setting 'gamma'"):
-        build_image_model(image_model_spec((1, 16, 16), 4, "rae", gamma=1.0))
+        image_model_spec((1, 16, 16), 4, "rae", gamma=1.0).build()
+    with pytest.raises(ConfigError, match=r"image_shape \[1, 16, 8\] must be \[channels, side, side\]"):
+        image_model_spec((1, 16, 8), 4, "ae")
+
+
+def test_image_specs_carry_the_reference_weights_of_the_image_protocol():
+    assert image_model_spec((1, 16, 16), 4, "rae-l2").objective == {"name": "rae-l2", "beta": 1e-4, "l2_weight": 1e-7}
+    assert image_model_spec((1, 16, 16), 4, "rae-gp").objective["gp_weight"] == 0.5e-7
+    assert image_model_spec((1, 16, 16), 4, "rae").objective == {"name": "rae", "beta": 5e-4}
+    model = image_model_spec((1, 16, 16), 4, "rae-sn", width=TINY, beta=0.5).build()
+    assert model.spec.objective == {
+        "name": "rae-sn", "beta": 0.5, "l2_weight": 0.0, "gp_weight": 0.0, "spectral_norm": True,
+    }
+    assert model.spec.to_dict() == {
+        "family": "image", "image_shape": [1, 16, 16], "latent_dim": 4, "width": TINY, "objective": model.spec.objective,
+    }
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 def test_every_objective_trains_one_epoch_on_digits(objective, digits, tmp_path):
     torch.manual_seed(0)
-    model = build_image_model(image_model_spec(digits.image_shape, 10, objective, width=TINY))
+    model = image_model_spec(digits.image_shape, 10, objective, width=TINY).build()
     train, validation = ImageBatchSource(digits.images[:150]), ImageBatchSource(digits.images[150:200])
     config = TrainerConfig(epochs=1, batch_size=50, device="cpu")
-    trainer = Trainer(model, train, validation, config, tmp_path, model.spec, {"data": digits.checksum}, quiet=True)
+    trainer = Trainer(model, train, validation, config, tmp_path, model.spec.to_dict(), {"data": digits.checksum}, quiet=True)
     summary = trainer.fit()
     final = summary["final"]
     assert np.isfinite(final["validation"]["loss"]) and 0 < final["validation"]["rec"] < 0.5
 
     state = load_checkpoint(tmp_path / "best.pt", map_location="cpu")
-    rebuilt = build_image_model(state["model_spec"])
+    rebuilt = ImageModelSpec.from_dict(state["model_spec"]).build()
     rebuilt.load_state_dict(state["model_state"])
     rebuilt.eval(), model.eval()
     batch = torch.from_numpy(digits.images[:4])

@@ -14,16 +14,13 @@ from typer.testing import CliRunner
 
 from grammar_ae.cli.commands_images import register_benchmarks
 from grammar_ae.errors import CheckpointError, ConfigError
-from grammar_ae.evaluation.images import evaluate_image_run
+from grammar_ae.evaluation.run import evaluate_run
+from grammar_ae.models.image.config import ImageRunConfig
+from grammar_ae.models.image.figures import FIGURES, image_grid
+from grammar_ae.models.image.interpolation import slerp
+from grammar_ae.models.loading import load_run
 from grammar_ae.objectives import OBJECTIVES
-from grammar_ae.pipelines.train_images import (
-    FIGURES,
-    ImageRunConfig,
-    image_grid,
-    load_image_run,
-    slerp,
-    train_image_model,
-)
+from grammar_ae.pipelines.train_images import train_image_model
 from grammar_ae.training import load_checkpoint
 from tests.conftest import shared_file
 
@@ -48,7 +45,7 @@ def test_every_objective_trains_draws_figures_and_evaluates(model, tmp_path):
     shapes = {name: matplotlib.image.imread(tmp_path / name).shape[:2] for name in FIGURES}
     assert shapes == {"samples.png": (137, 137), "reconstructions.png": (69, 137), "interpolations.png": (137, 171)}
 
-    result = evaluate_image_run(tmp_path, "cpu", FAST_EVALUATION, progress=False)
+    result = evaluate_run(tmp_path, "cpu", progress=False, options=FAST_EVALUATION)
     assert json.loads((tmp_path / "evaluation.json").read_text())["checkpoint_sha256"] == result["checkpoint_sha256"]
     for key in FID_KEYS:
         assert math.isfinite(result[key]) and result[key] > -1e-6, key
@@ -85,7 +82,7 @@ def test_split_limit_and_defaults(tmp_path):
     assert config.epochs == 100 and config.network == {"latent_dim": 16, "width": 1 / 16}
     assert ImageRunConfig(dataset="cifar10", device="cpu").resolved().network["latent_dim"] == 128
     train_image_model(tiny_config("ae", split="test", limit=120), tmp_path, quiet=True)
-    run = load_image_run(tmp_path, "cpu")
+    run = load_run(tmp_path, "cpu")
     assert run.record["split"] == "test" and len(run.data.train) + len(run.data.validation) == 120
     assert run.data.train.split == "test"  # the test split alone, split again into train / validation
 

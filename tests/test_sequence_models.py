@@ -12,10 +12,11 @@ from grammar_ae.cli.main import app
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.evaluation.sequence import EvaluationConfig, evaluate_sequence_model
 from grammar_ae.grammar.cfg import Grammar
-from grammar_ae.models.sequence.run import load_latent_model
-from grammar_ae.models.sequence.presets import SEQUENCE_PRESETS
+from grammar_ae.models.loading import load_run
+from grammar_ae.models.sequence.config import SequenceRunConfig, build_spec
 from grammar_ae.models.sequence.model import SequenceAutoEncoder
-from grammar_ae.pipelines.train_sequence import SequenceRunConfig, build_spec, train_sequence_model
+from grammar_ae.models.sequence.presets import SEQUENCE_PRESETS
+from grammar_ae.pipelines.train_sequence import train_sequence_model
 
 TINY = {"latent_dim": 10, "hidden": 24, "gru_hidden": 24, "gru_layers": 1}
 runner = CliRunner()
@@ -43,7 +44,7 @@ def trained_runs(tmp_path_factory, expression_file):
 def test_every_preset_trains_evaluates_and_samples(trained_runs):
     for name, (run, summary) in trained_runs.items():
         assert summary["epochs_run"] == 1 and (run / "best.pt").exists() and (run / "metrics.csv").exists()
-        model = load_latent_model(run, "cpu")
+        model = load_run(run, "cpu")
         result = evaluate_sequence_model(model, EvaluationConfig(items=20, encode_samples=2, decode_samples=3, prior_samples=30), progress=False)
         for key in ("reconstruction_accuracy", "prior_validity", "gmm_validity", "prior_uniqueness", "prior_novelty"):
             assert 0.0 <= result[key] <= 1.0, (name, key)
@@ -73,7 +74,7 @@ def test_character_model_on_molecules(tmp_path):
     run = tmp_path / "cvae"
     summary = tiny_run(run, "moses-sample", model="cvae", grammar="smiles", limit=400)
     assert summary["record"]["train_items"] == 360
-    model = load_latent_model(run, "cpu")
+    model = load_run(run, "cpu")
     assert model.model.codec.vocabulary == len(model.model.spec.alphabet) and model.model.codec.length <= 120
     z = model.encode_means(["CCO", "c1ccccc1"])
     assert z.shape == (2, 10)

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class LatentModel(Protocol):
-    """A trained autoencoder seen from the latent space (implemented by the model handle)."""
+    """A trained autoencoder seen from the latent space (sequence runs implement it; the BO
+    package knows models only through this protocol)."""
 
     grammar_name: str
     latent_dim: int

@@ -32,7 +32,7 @@ def benchmark_images(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train (or resume) each model, evaluate it, and write the table (Rec., samples N, samples GMM, Interp., precision / recall)."""
-    from grammar_ae.evaluation.images import BENCHMARK_MODELS, ImageBenchmarkConfig, run_image_benchmark
+    from grammar_ae.pipelines.image_benchmark import BENCHMARK_MODELS, ImageBenchmarkConfig, run_image_benchmark
 
     names = [name for value in [*models, *ctx.args] for name in value.split(",") if name]
     settings = {"dataset": dataset, "split": split, "data": data, "epochs": epochs, "limit": limit,

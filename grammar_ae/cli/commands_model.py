@@ -13,10 +13,18 @@ import typer
 
 from grammar_ae.cli.commands_grammar import GRAMMAR_HELP
 from grammar_ae.errors import ConfigError, DataError
-from grammar_ae.pipelines.settings import merge, parse_assignments, read_config_file
+from grammar_ae.utils.config_files import merge, parse_assignments, read_config_file
 
-RUN_DIR = typer.Argument(..., help="Run directory (or checkpoint file) written by `grammar-ae train`.")
+RUN_DIR = typer.Argument(..., help="Run directory (or checkpoint file) written by `grammar-ae train`, or a shipped model's name.")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+
+
+def load_sequence_run(run: Path | str, device: str):
+    """The sequence run at ``run`` (encode, decode and optimize work with sequence models only)."""
+    from grammar_ae.models.loading import load_run
+    from grammar_ae.models.sequence.model import FAMILY
+
+    return load_run(run, device, family=FAMILY)
 
 
 def train(
@@ -51,11 +59,13 @@ def train(
     if values.get("grammar") and values.get("dataset"):
         raise ConfigError("give --grammar (sequence models) or --dataset (image models), not both")
     if values.get("dataset"):
-        from grammar_ae.pipelines.train_images import ImageRunConfig, train_image_model
+        from grammar_ae.models.image.config import ImageRunConfig
+        from grammar_ae.pipelines.train_images import train_image_model
 
         summary = train_image_model(ImageRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
     else:
-        from grammar_ae.pipelines.train_sequence import SequenceRunConfig, train_sequence_model
+        from grammar_ae.models.sequence.config import SequenceRunConfig
+        from grammar_ae.pipelines.train_sequence import train_sequence_model
 
         values.pop("dataset", None)
         values.pop("split", None)
@@ -106,17 +116,17 @@ def sample(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Image runs: write the N samples as a PNG grid here (samplers also two-stage)."),
 ) -> None:
     """Print N decoded samples, one per line (an empty line for an invalid decode); image runs: a PNG grid."""
-    from grammar_ae.evaluation.run import is_image_run
-    from grammar_ae.models.sequence.run import load_latent_model
+    from grammar_ae.models.image.run import TrainedImageModel
+    from grammar_ae.models.loading import load_run
 
-    if is_image_run(run):
-        from grammar_ae.pipelines.train_images import write_sample_grid
+    loaded = load_run(run, device)
+    if isinstance(loaded, TrainedImageModel):
+        from grammar_ae.models.image.figures import write_sample_grid
 
-        typer.echo(write_sample_grid(run, out, n, sampler, seed, device))
+        typer.echo(write_sample_grid(loaded, out, n, sampler, seed))
         return
     if out is not None:
         raise ConfigError("--out (a PNG grid of samples) applies to image runs only")
-    loaded = load_latent_model(run, device)
     z = loaded.sampler(sampler).sample(n, torch.Generator().manual_seed(seed))
     for text in loaded.decode(z):
         typer.echo(text or "")
@@ -130,9 +140,8 @@ def encode(
 ) -> None:
     """Print the latent mean of each string, one line of space-separated numbers each."""
     from grammar_ae.cli.commands_grammar import _lines
-    from grammar_ae.models.sequence.run import load_latent_model
 
-    latents = load_latent_model(run, device).encode_means(_lines(strings or [], input_file))
+    latents = load_sequence_run(run, device).encode_means(_lines(strings or [], input_file))
     for row in latents.numpy():
         typer.echo(" ".join(f"{v:.8g}" for v in row))
 
@@ -143,9 +152,7 @@ def decode(
     device: str = DEVICE,
 ) -> None:
     """Decode latent vectors (one per line) to strings; an empty line for an invalid decode."""
-    from grammar_ae.models.sequence.run import load_latent_model
-
-    loaded = load_latent_model(run, device)
+    loaded = load_sequence_run(run, device)
     text = sys.stdin.read() if input_file is None or str(input_file) == "-" else _read(input_file)
     rows = [line.split() for line in text.splitlines() if line.strip()]
     try:

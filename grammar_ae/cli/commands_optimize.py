@@ -9,6 +9,7 @@ import typer
 
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.targets import check_target_grammar, get_target, import_target_module
+from grammar_ae.cli.commands_model import load_sequence_run
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.device import resolve_device
 
@@ -18,7 +19,7 @@ benchmark_app = typer.Typer(help="Benchmark protocols of the papers this toolkit
 TARGET = typer.Option(
     ..., "--target", "-t", help="Objective: logp, qed (molecules), expression, or one registered by --target-module.",
 )
-CHECKPOINT = typer.Option(..., "--checkpoint", "-c", help="Trained model directory.")
+CHECKPOINT = typer.Option(..., "--checkpoint", "-c", help="Trained model directory, or a shipped model's name.")
 ITERATIONS = typer.Option(5, help="BO iterations.")
 BATCH_SIZE = typer.Option(50, help="Points proposed per iteration (q).")
 SAMPLES_PER_POINT = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise).")
@@ -39,9 +40,7 @@ def _load(checkpoint: Path, target: str, target_module: Optional[str], device: s
         import_target_module(target_module)
     resolved = get_target(target)
     device_name = str(resolve_device(device))
-    from grammar_ae.models.sequence.run import load_latent_model
-
-    model = load_latent_model(checkpoint, device_name)
+    model = load_sequence_run(checkpoint, device_name)
     check_target_grammar(resolved, model.grammar_name)
     return model, device_name
 

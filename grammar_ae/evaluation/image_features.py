@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.data.images.datasets import ImageDataset
+from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.utils.download import RemoteFile, cache_root, download
 from grammar_ae.utils.files import atomic_path, sha256_file
 

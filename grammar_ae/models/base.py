@@ -1,7 +1,7 @@
 """Shared base class of every autoencoder in the zoo (sequence and image).
 
 A model is an encoder, a decoder, a reconstruction term and an objective from the
-regularizer core (`grammar_ae.objectives`). Subclasses say how a batch becomes the
+regularizer core (`grammar_ae.objectives`); it is what the trainer's ``TrainableModel`` asks for. Subclasses say how a batch becomes the
 network input and how the reconstruction error is measured; the objective decides how
 the latent is drawn and which regularizers are added.
 """
@@ -60,3 +60,7 @@ class AutoEncoder(nn.Module, ABC):
     def latent_means(self, batch: Any) -> Tensor:
         """Deterministic latent codes (the encoder mean)."""
         return self.encode(self.inputs(batch)).mu
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

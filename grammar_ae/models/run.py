@@ -1,17 +1,29 @@
-"""Shared loading of a trained run: checkpoint file, weights, device, checksum."""
+"""A trained run loaded for use: its checkpoint, the model in eval mode, the device, and the
+latent samplers of every family (the training prior, or ex-post densities fitted on training
+codes and cached in the run directory)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
+from typing import Any, ClassVar, Sequence
 
-from grammar_ae.errors import CheckpointError
+import numpy as np
+from torch import Tensor
+
+from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.models.base import AutoEncoder
-from grammar_ae.training import load_checkpoint
+from grammar_ae.objectives import FITTED_KINDS, LatentSampler, fit_sampler, load_sampler, save_sampler
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import sha256_file
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
+SAMPLER_LATENTS = 20_000
+"""Training codes (at most; a seeded subset of larger sets) that ex-post densities are fitted on."""
+SAMPLER_KINDS = ("prior", *FITTED_KINDS)
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -27,25 +39,47 @@ def checkpoint_path(path: str | Path) -> Path:
     return path
 
 
-class TrainedRun:
-    """A run directory's model in eval mode; subclasses say how a spec becomes a model."""
+def sampler_subset(items: Sequence | np.ndarray) -> Sequence | np.ndarray:
+    """At most ``SAMPLER_LATENTS`` of ``items`` (a list or an array): a seeded random subset, in order."""
+    if len(items) <= SAMPLER_LATENTS:
+        return items
+    rows = np.sort(np.random.default_rng(0).choice(len(items), SAMPLER_LATENTS, replace=False))
+    return items[rows] if isinstance(items, np.ndarray) else [items[i] for i in rows]
 
-    def __init__(self, path: str | Path, device: str = "auto"):
-        self.checkpoint_file = checkpoint_path(path)
+
+class TrainedRun(ABC):
+    """A run's model in eval mode, built from a checkpoint ``state`` read from ``checkpoint_file``
+    (``grammar_ae.models.loading.load_run`` reads it); subclasses say how a spec becomes a
+    model and what the training items are."""
+
+    family: ClassVar[str]
+
+    def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto"):
+        self.checkpoint_file = Path(checkpoint_file)
         self.run_dir = self.checkpoint_file.parent
         self.device = resolve_device(device)
-        self.state = load_checkpoint(self.checkpoint_file)
-        self.record = self.state.get("record", {})
-        self.epoch = self.state.get("epoch")
-        self.model = self.build_model(self.state["model_spec"])
+        self.state = state
+        self.record = state.get("record", {})
+        self.epoch = state.get("epoch")
+        self.model = self.build_model(state["model_spec"])
         try:
-            self.model.load_state_dict(self.state["model_state"])
+            self.model.load_state_dict(state["model_state"])
         except (RuntimeError, KeyError) as error:
             raise CheckpointError(f"{self.checkpoint_file}: weights do not fit the model it describes ({error})") from None
         self.model.to(self.device).eval()
+        self._samplers: dict[tuple[str, str], LatentSampler] = {}
 
+    @abstractmethod
     def build_model(self, spec: dict) -> AutoEncoder:
-        raise NotImplementedError
+        """The model the stored spec describes."""
+
+    @abstractmethod
+    def training_items(self) -> Sequence | np.ndarray:
+        """The items the model was trained on (strings, images)."""
+
+    @abstractmethod
+    def encode_items(self, items: Sequence | np.ndarray) -> Tensor:
+        """Latent means (N, d) on the CPU of items like the training items."""
 
     @property
     def latent_dim(self) -> int:
@@ -54,3 +88,37 @@ class TrainedRun:
     @cached_property
     def checkpoint_sha256(self) -> str:
         return sha256_file(self.checkpoint_file)
+
+    @cached_property
+    def training_latents(self) -> Tensor:
+        """Codes of (at most ``SAMPLER_LATENTS``, seeded) training items, for ex-post densities."""
+        return self.encode_items(sampler_subset(self.training_items()))
+
+    def prior_sampler(self) -> LatentSampler | None:
+        """The training prior, or None for models without one."""
+        return self.model.objective.prior_sampler(self.latent_dim)
+
+    def prior_name(self) -> str:
+        """What the "prior" sampler is: the training prior's kind, or the fitted Gaussian."""
+        prior = self.prior_sampler()
+        return f"prior ({prior.kind})" if prior is not None else "fitted gaussian"
+
+    def sampler(self, kind: str, **options: Any) -> LatentSampler:
+        """``prior`` (the training prior; a fitted Gaussian for models without one), or an ex-post
+        ``gaussian``, ``gmm`` or ``two-stage`` density fitted on training codes (``options`` go to
+        its fitter). Fitted samplers are cached in the run directory per checkpoint and options."""
+        if kind == "prior":
+            prior = self.prior_sampler()
+            return prior if prior is not None else self.sampler("gaussian")
+        if kind not in SAMPLER_KINDS:
+            raise ConfigError(f"sampler {kind!r} is unknown; expected one of {', '.join(SAMPLER_KINDS)}")
+        key = (kind, json.dumps(options, sort_keys=True))
+        if key not in self._samplers:
+            digest = hashlib.sha256(f"{self.checkpoint_sha256} {key[1]}".encode()).hexdigest()[:12]
+            path = self.run_dir / f"sampler_{kind}_{digest}.pt"
+            try:
+                self._samplers[key] = load_sampler(path)
+            except CheckpointError:  # absent or damaged: fitted now
+                self._samplers[key] = fit_sampler(kind, self.training_latents, **options)
+                save_sampler(path, self._samplers[key])
+        return self._samplers[key]

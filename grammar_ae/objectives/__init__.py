@@ -1,19 +1,11 @@
 """The regularizer core shared by sequence and image models (PROTOCOLS section 4)."""
 
 from grammar_ae.objectives.base import EncoderOutput, Objective, ReconstructionTerms
-from grammar_ae.objectives.density import (
-    GaussianSampler,
-    GMMSampler,
-    LatentSampler,
-    StandardNormalSampler,
-    TwoStageSampler,
-    fit_sampler,
-    load_sampler,
-    sampler_from_dict,
-    save_sampler,
-)
+from grammar_ae.objectives.density import GaussianSampler, GMMSampler, LatentSampler, StandardNormalSampler
 from grammar_ae.objectives.gmm_prior import GMMPrior
-from grammar_ae.objectives.registry import OBJECTIVES, PRESETS, build_objective, config_of
+from grammar_ae.objectives.registry import OBJECTIVES, build_objective, config_of, objective_config
+from grammar_ae.objectives.samplers import FITTED_KINDS, fit_sampler, load_sampler, sampler_from_dict, save_sampler
+from grammar_ae.objectives.two_stage import TwoStageSampler
 
 __all__ = [
     "EncoderOutput",
@@ -23,14 +15,15 @@ __all__ = [
     "LatentSampler",
     "OBJECTIVES",
     "Objective",
-    "PRESETS",
     "ReconstructionTerms",
+    "FITTED_KINDS",
     "StandardNormalSampler",
     "TwoStageSampler",
     "build_objective",
     "config_of",
     "fit_sampler",
     "load_sampler",
+    "objective_config",
     "sampler_from_dict",
     "save_sampler",
 ]

@@ -1,4 +1,4 @@
-"""Objectives by name: ``build_objective(name, **overrides)`` and ``config_of`` for saving."""
+"""Objectives by name: their typed configs, ``build_objective(name, **settings)`` and ``config_of`` for saving."""
 
 from __future__ import annotations
 
@@ -30,30 +30,29 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "2svae": TwoStageVAEObjective,
 }
 
-# Defaults that differ from the config class's own: the reference image weights (PROTOCOLS 4,
-# per-pixel mean squared error as REC). Sequence models override them.
-PRESETS: dict[str, dict[str, Any]] = {
-    "ae-l2": {"l2_weight": 1e-7},
-    "rae": {"beta": 5e-4},
-    "rae-l2": {"beta": 1e-4, "l2_weight": 1e-7},
-    "rae-gp": {"beta": 1e-4, "gp_weight": 0.5e-7},
-    "rae-sn": {"beta": 0.009, "spectral_norm": True},
-}
-
-
-def build_objective(name: str, **overrides: Any) -> Objective:
-    """The objective ``name`` with its preset defaults, then ``overrides`` (config field names)."""
+def objective_config(name: str, **settings: Any) -> Any:
+    """The typed config (dataclass) of the objective ``name`` with ``settings`` (config field names)."""
     if name not in OBJECTIVES:
         raise ConfigError(f"objective {name!r} is unknown; expected one of {', '.join(OBJECTIVES)}")
-    cls = OBJECTIVES[name]
-    known = {field.name for field in fields(cls.config_class)}
-    unknown = sorted(set(overrides) - known)
+    config_class = OBJECTIVES[name].config_class
+    known = {field.name for field in fields(config_class)}
+    unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(
             f"objective {name!r} has no setting {', '.join(map(repr, unknown))}; "
             f"its settings are {', '.join(sorted(known))}"
         )
-    return cls(cls.config_class(**{**PRESETS.get(name, {}), **overrides}), name=name)
+    return config_class(**settings)
+
+
+def build_objective(name: str, **settings: Any) -> Objective:
+    """The objective ``name`` with ``settings``; unset fields keep the config class's defaults.
+
+    The variant names (``ae-l2``, ``rae-l2``, ``rae-gp``, ``rae-sn``) share the RAE config; a
+    model family's presets give each its weights.
+    """
+    config = objective_config(name, **settings)
+    return OBJECTIVES[name](config, name=name)
 
 
 def config_of(objective: Objective) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Atomic checkpoint files with a format marker, and compatibility checks.
 
 A training checkpoint (written by the trainer) holds: ``model_spec`` (what the model zoo
-needs to rebuild the model), ``model_state``, ``optimizer_state``, ``scheduler_state``,
+needs to rebuild the model; its ``family`` key names the model family), ``model_state``, ``optimizer_state``, ``scheduler_state``,
 ``epoch``, ``best_epoch``, ``best_validation_loss``, ``history`` (the metrics rows),
 ``rng`` (see ``seeding.capture_rng``), ``config``, ``record`` (data checksum, grammar
 hash, ... as given by the caller) and ``provenance``. Everything is plain data and tensors,
@@ -23,6 +23,8 @@ from grammar_ae.utils.files import atomic_path
 
 FORMAT_MARKER = "grammar_ae_checkpoint"
 FORMAT_VERSION = 1
+FAMILY_KEY = "family"
+"""The key of ``model_spec`` that names the model family ("sequence", "image")."""
 _MISSING = object()
 
 
@@ -50,6 +52,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
             f"checkpoint {path} has format version {state[FORMAT_MARKER]!r}; "
             f"this grammar-ae reads version {FORMAT_VERSION}"
         )
+    return _with_family_key(state)
+
+
+def _with_family_key(state: dict) -> dict:
+    """Image checkpoints written before the family key named their family ``"kind": "image"``."""
+    spec = state.get("model_spec")
+    if isinstance(spec, dict) and FAMILY_KEY not in spec and spec.get("kind") == "image":
+        state["model_spec"] = {FAMILY_KEY: spec["kind"], **{k: v for k, v in spec.items() if k != "kind"}}
     return state
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError, DataError, TrainingError
 from grammar_ae.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.data.images import formats
+from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.utils.download import RemoteFile, cache_root
 from grammar_ae.utils.files import atomic_path
 

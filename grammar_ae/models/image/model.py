@@ -1,35 +1,107 @@
 """Image autoencoders: the convolutional networks of `grammar_ae.models.image.networks` with any
 objective of the regularizer core, trained on uint8 image batches.
 
-A model is described by a JSON-like spec, stored in checkpoints so that the model can be
-rebuilt from them::
+A model is described by an :class:`ImageModelSpec`, stored in checkpoints as a JSON-like dict
+so that the model can be rebuilt from them::
 
-    {"kind": "image", "image_shape": [C, H, W], "latent_dim": 16, "width": 0.0625,
+    {"family": "image", "image_shape": [C, H, W], "latent_dim": 16, "width": 0.0625,
      "objective": {"name": "rae-l2", ...objective settings}}
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from grammar_ae.errors import ConfigError, DataError
-from grammar_ae.models.image.networks import ConvDecoder, ConvEncoder, ConvNetConfig
 from grammar_ae.models.base import AutoEncoder
-from grammar_ae.objectives import OBJECTIVES, Objective, ReconstructionTerms, build_objective, config_of
+from grammar_ae.models.image.config import ImageNetworkConfig
+from grammar_ae.models.image.networks import ConvDecoder, ConvEncoder, ConvNetConfig
+from grammar_ae.models.image.presets import OBJECTIVE_WEIGHTS
+from grammar_ae.objectives import OBJECTIVES, ReconstructionTerms, build_objective, config_of
+from grammar_ae.training.checkpoint import FAMILY_KEY
 
-KIND = "image"
+FAMILY = "image"
+
+
+@dataclass(frozen=True)
+class ImageModelSpec:
+    """Image shape (C, H, W), network sizes and the objective ``{"name": ..., **settings}``."""
+
+    image_shape: tuple[int, int, int]
+    network: ImageNetworkConfig
+    objective: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        shape = self.image_shape
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ConfigError(f"image model spec: image_shape {list(shape)} must be [channels, side, side]")
+        if self.objective.get("name") not in OBJECTIVES:
+            raise ConfigError(
+                f"image model spec: objective {self.objective.get('name')!r} is unknown; "
+                f"expected one of {', '.join(OBJECTIVES)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            FAMILY_KEY: FAMILY,
+            "image_shape": [int(d) for d in self.image_shape],
+            "latent_dim": self.network.latent_dim,
+            "width": self.network.width,
+            "objective": dict(self.objective),
+        }
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> ImageModelSpec:
+        if spec.get(FAMILY_KEY, FAMILY) != FAMILY:
+            raise ConfigError(f"image model spec: {FAMILY_KEY} is {spec[FAMILY_KEY]!r}, expected {FAMILY!r}")
+        missing = [key for key in ("image_shape", "latent_dim", "objective") if key not in spec]
+        if missing:
+            raise ConfigError(f"image model spec: missing {', '.join(missing)}")
+        network = ImageNetworkConfig(latent_dim=spec["latent_dim"], width=spec.get("width", 1.0))
+        return cls(tuple(spec["image_shape"]), network, dict(spec["objective"]))
+
+    def build(self) -> ImageAutoEncoder:
+        """The model this spec describes."""
+        settings = dict(self.objective)
+        name = settings.pop("name")
+        if "latent_dim" in {f.name for f in fields(OBJECTIVES[name].config_class)}:
+            settings.setdefault("latent_dim", self.network.latent_dim)
+        return ImageAutoEncoder(self, build_objective(name, **settings))
+
+
+def image_model_spec(
+    image_shape: tuple[int, int, int], latent_dim: int, objective: str, width: float = 1.0, **overrides: Any
+) -> ImageModelSpec:
+    """A spec with the objective's reference image weights, then ``overrides`` (its settings)."""
+    network = ImageNetworkConfig(latent_dim=latent_dim, width=width)
+    settings = {**OBJECTIVE_WEIGHTS.get(objective, {}), **overrides}
+    return ImageModelSpec(tuple(int(d) for d in image_shape), network, {"name": objective, **settings})
 
 
 class ImageAutoEncoder(AutoEncoder):
     """Batches are uint8 images (B, C, H, W); REC is the per-pixel mean squared error of [0, 1] values."""
 
-    def __init__(self, network: ConvNetConfig, objective: Objective):
+    def __init__(self, spec: ImageModelSpec, objective):
+        channels, side, _ = spec.image_shape
+        network = ConvNetConfig(
+            channels=channels,
+            image_size=side,
+            latent_dim=spec.network.latent_dim,
+            width=spec.network.width,
+            stochastic=objective.stochastic_encoder,
+        )
         super().__init__(ConvEncoder(network), ConvDecoder(network), objective, network.latent_dim)
         self.network = network
+        self._spec = spec
+
+    @property
+    def spec(self) -> ImageModelSpec:
+        """The spec that rebuilds this model, with the objective's full settings."""
+        return replace(self._spec, objective=config_of(self.objective))
 
     def inputs(self, batch: Tensor) -> Tensor:
         if batch.dtype != torch.uint8 or batch.dim() != 4:
@@ -44,55 +116,3 @@ class ImageAutoEncoder(AutoEncoder):
     def generate(self, z: Tensor) -> Tensor:
         """Decoded images as uint8 (B, C, H, W), ready for the feature extractors."""
         return self.decode(z).mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        """The spec that rebuilds this model (with the objective's full settings)."""
-        shape = [self.network.channels, self.network.image_size, self.network.image_size]
-        return {
-            "kind": KIND,
-            "image_shape": shape,
-            "latent_dim": self.network.latent_dim,
-            "width": self.network.width,
-            "objective": config_of(self.objective),
-        }
-
-
-def image_model_spec(
-    image_shape: tuple[int, int, int], latent_dim: int, objective: str, width: float = 1.0, **overrides: Any
-) -> dict[str, Any]:
-    """A spec for ``build_image_model``; ``overrides`` are settings of the objective."""
-    return {
-        "kind": KIND,
-        "image_shape": [int(d) for d in image_shape],
-        "latent_dim": int(latent_dim),
-        "width": float(width),
-        "objective": {"name": objective, **overrides},
-    }
-
-
-def build_image_model(spec: dict[str, Any]) -> ImageAutoEncoder:
-    """The model a spec describes (see the module docstring)."""
-    if spec.get("kind", KIND) != KIND:
-        raise ConfigError(f"image model spec: kind is {spec['kind']!r}, expected {KIND!r}")
-    missing = [key for key in ("image_shape", "latent_dim", "objective") if key not in spec]
-    if missing:
-        raise ConfigError(f"image model spec: missing {', '.join(missing)}")
-    shape, latent_dim = spec["image_shape"], spec["latent_dim"]
-    if len(shape) != 3 or shape[1] != shape[2]:
-        raise ConfigError(f"image model spec: image_shape {shape} must be [channels, side, side]")
-    settings = dict(spec["objective"])
-    name = settings.pop("name", None)
-    if name not in OBJECTIVES:
-        raise ConfigError(f"image model spec: objective {name!r} is unknown; expected one of {', '.join(OBJECTIVES)}")
-    if "latent_dim" in {f.name for f in fields(OBJECTIVES[name].config_class)}:
-        settings.setdefault("latent_dim", latent_dim)
-    objective = build_objective(name, **settings)
-    network = ConvNetConfig(
-        channels=shape[0],
-        image_size=shape[1],
-        latent_dim=latent_dim,
-        width=spec.get("width", 1.0),
-        stochastic=objective.stochastic_encoder,
-    )
-    return ImageAutoEncoder(network, objective)

@@ -1,6 +1,6 @@
 """Sequence autoencoders over production sequences (grammar models) or characters.
 
-The spec (a JSON-like dict stored in every checkpoint) holds all that is needed to
+The spec (stored in every checkpoint as a JSON-like dict) holds all that is needed to
 rebuild the model: the grammar's text and hash, the representation, the network sizes
 and the objective's configuration.
 """
@@ -18,9 +18,10 @@ from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import AutoEncoder
 from grammar_ae.models.sequence.codec import CharacterCodec, GrammarCodec, SequenceCodec
 from grammar_ae.models.sequence.networks import SequenceDecoder, SequenceEncoder, SequenceNetworkConfig
-from grammar_ae.objectives import ReconstructionTerms, build_objective
-from grammar_ae.objectives.base import Objective
+from grammar_ae.objectives import Objective, ReconstructionTerms, build_objective
+from grammar_ae.training.checkpoint import FAMILY_KEY
 
+FAMILY = "sequence"
 GRAMMAR, CHARACTER = "grammar", "character"
 
 
@@ -38,7 +39,7 @@ class SequenceModelSpec:
 
     def to_dict(self) -> dict:
         return {
-            "family": "sequence",
+            FAMILY_KEY: FAMILY,
             "representation": self.representation,
             "preset": self.preset,
             "grammar_name": self.grammar_name,
@@ -53,8 +54,8 @@ class SequenceModelSpec:
     @classmethod
     def from_dict(cls, spec: dict) -> SequenceModelSpec:
         try:
-            if spec["family"] != "sequence":
-                raise KeyError("family")
+            if spec[FAMILY_KEY] != FAMILY:
+                raise KeyError(FAMILY_KEY)
             return cls(
                 representation=spec["representation"],
                 preset=spec.get("preset", ""),
@@ -74,6 +75,10 @@ class SequenceModelSpec:
         if grammar.hash != self.grammar_hash:
             raise CheckpointError(f"the stored grammar's hash {grammar.hash} differs from the recorded {self.grammar_hash}")
         return grammar
+
+    def build(self) -> SequenceAutoEncoder:
+        """The model this spec describes."""
+        return SequenceAutoEncoder(self)
 
     def codec(self) -> SequenceCodec:
         grammar = self.grammar()

@@ -94,10 +94,6 @@ class SequenceDecoder(nn.Module):
         return self.logits(outputs)
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def default_network(grammar_name: str) -> SequenceNetworkConfig:
     """The published sizes for a built-in grammar; the molecule sizes for other grammars."""
     base = EXPRESSION_NETWORK if grammar_name == "expressions" else MOLECULE_NETWORK

@@ -1,8 +1,11 @@
-"""The grammar-model presets (`--model`): representation plus objective with its weights.
+"""The grammar-model presets (`--model`): representation plus objective with its weights, and
+the published run defaults (PROTOCOLS section 3).
 
 Weights follow the published settings where there are some (GVAE: KL weight 1 and
 encoder noise std 0.01; GMM prior: 10 components on one-hot means, std 1, KS/CV weights
-from the prior-sample heuristic). Every weight can be overridden.
+from the prior-sample heuristic). Every weight can be overridden. Runs: the published data
+set, epochs and batch size per built-in grammar; Adam 1e-3 times 0.2 after 3 epochs without
+validation progress, down to 1e-4. Network sizes: ``grammar_ae.models.sequence.networks``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grammar_ae.errors import ConfigError
+from grammar_ae.training.run_settings import PlateauSchedule
+
+PUBLISHED_DATA = {"smiles": "zinc250k", "expressions": "expressions"}
+PUBLISHED_EPOCHS = {"smiles": 100, "expressions": 50}
+PUBLISHED_BATCH = {"smiles": 500, "expressions": 600}
+SCHEDULE = PlateauSchedule(factor=0.2, patience=3, min_learning_rate=1e-4)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""A trained sequence model loaded from its run directory: encode, decode, sample.
+"""A sequence run loaded for use: encode strings, decode latents, sample.
 
-This is what ``evaluate``, ``sample``, ``encode``, ``decode`` and ``optimize`` work with.
+It implements the ``LatentModel`` protocol of the BO loop (``grammar_ae.bo.latent_model``).
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ from torch import Tensor
 
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import CheckpointError, DataError
-from grammar_ae.models.sequence.model import SequenceAutoEncoder, SequenceModelSpec
-from grammar_ae.objectives import LatentSampler, fit_sampler, load_sampler, save_sampler
 from grammar_ae.models.run import TrainedRun
+from grammar_ae.models.sequence.model import FAMILY, SequenceAutoEncoder, SequenceModelSpec
 
-SAMPLER_LATENTS = 20_000  # training latents used to fit ex-post densities
+SPLIT_FILE = "split.npz"
 
 
 class TrainedSequenceModel(TrainedRun):
     """A sequence model with its grammar, data and run directory."""
 
+    family = FAMILY
+
     def build_model(self, spec: dict) -> SequenceAutoEncoder:
         self.spec = SequenceModelSpec.from_dict(spec)
-        model = SequenceAutoEncoder(self.spec)
+        model = self.spec.build()
         self.grammar = model.codec.grammar
         return model
 
@@ -43,6 +44,9 @@ class TrainedSequenceModel(TrainedRun):
 
     def encode_means(self, strings) -> Tensor:
         return self.model.encode_strings(list(strings))
+
+    training_items = training_strings
+    encode_items = encode_means
 
     def decode(self, z: Tensor, sample: bool = False, seed: int = 0) -> list[str | None]:
         generator = torch.Generator().manual_seed(seed)
@@ -65,33 +69,6 @@ class TrainedSequenceModel(TrainedRun):
             out.extend(strings[i : i + samples_per_point] for i in range(0, len(strings), samples_per_point))
         return out
 
-    # -- samplers ---------------------------------------------------------------------------
-    def prior_sampler(self) -> LatentSampler | None:
-        return self.model.objective.prior_sampler(self.latent_dim)
-
-    def sampler(self, kind: str) -> LatentSampler:
-        """``prior`` (the training prior; a fitted Gaussian for models without one), ``gaussian`` or ``gmm``."""
-        if kind == "prior":
-            return self.prior_sampler() or self.sampler("gaussian")
-        if kind not in ("gaussian", "gmm"):
-            raise CheckpointError(f"sampler {kind!r} is unknown; expected prior, gaussian or gmm")
-        path = self.run_dir / f"sampler_{kind}_{self.checkpoint_sha256[:12]}.pt"
-        if path.is_file():
-            try:
-                return load_sampler(path)
-            except CheckpointError:  # damaged cache: refitted below
-                pass
-        sampler = fit_sampler(kind, self.training_latents())
-        save_sampler(path, sampler)
-        return sampler
-
-    def training_latents(self, limit: int = SAMPLER_LATENTS, seed: int = 0) -> Tensor:
-        strings = self.training_strings()
-        if len(strings) > limit:
-            chosen = np.random.default_rng(seed).choice(len(strings), limit, replace=False)
-            strings = [strings[i] for i in np.sort(chosen)]
-        return self.encode_means(strings)
-
     # -- data ---------------------------------------------------------------------------
     @cached_property
     def _data(self):
@@ -109,7 +86,7 @@ class TrainedSequenceModel(TrainedRun):
         return data
 
     def _strings(self, part: str) -> list[str]:
-        split_file = self.run_dir / "split.npz"
+        split_file = self.run_dir / SPLIT_FILE
         try:
             with np.load(split_file) as split:
                 items = split[part]
@@ -117,8 +94,4 @@ class TrainedSequenceModel(TrainedRun):
             raise CheckpointError(f"{split_file}: missing or damaged ({error})") from None
         strings = self._data.strings
         return [strings[i] for i in items]
-
-
-def load_latent_model(path: str | Path, device: str = "auto") -> TrainedSequenceModel:
-    return TrainedSequenceModel(path, device)
 

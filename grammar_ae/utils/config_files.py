@@ -1,11 +1,11 @@
-"""Run settings from a config file (TOML or YAML) and ``--set key=value`` overrides."""
+"""Settings from a config file (TOML or YAML), ``--set key=value`` overrides, and typed configs built from them."""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -34,37 +34,13 @@ Config = TypeVar("Config")
 
 
 def config_from_dict(cls: type[Config], values: dict[str, Any], what: str) -> Config:
-    """``cls(**values)``, refusing unknown keys with a message that lists the known ones."""
+    """``cls(**values)``, refusing unknown keys with a message that lists the known ones
+    (``what`` names one key, e.g. "network setting")."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return cls(**values)
-
-
-@dataclass
-class RunSettings:
-    """Settings every training run shares; subclasses add the data and model choices.
-
-    ``grad_clip`` caps the gradient norm of every step; ``monitor`` is the validation term
-    that schedules the learning rate and picks the best checkpoint (None: the objective's
-    own choice, the whole loss for most)."""
-
-    kind: ClassVar[str] = "run"
-    limit: int | None = None
-    validation_fraction: float = 0.1
-    epochs: int | None = None
-    learning_rate: float = 1e-3
-    grad_clip: float | None = None
-    monitor: str | None = None
-    seed: int = 0
-    device: str = "auto"
-    objective: dict[str, Any] = field(default_factory=dict)
-    network: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        return config_from_dict(cls, values, cls.kind)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:

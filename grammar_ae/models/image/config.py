@@ -1,0 +1,77 @@
+"""Settings of an image run (``grammar-ae train --dataset``) and of its network.
+
+The data of a run is the chosen split of the data set (``split="test"`` uses the test split
+alone), optionally a seeded random subset of ``limit`` images, split again by a seeded shuffle
+into training and validation parts (``grammar_ae.models.image.data``). Defaults: see
+``grammar_ae.models.image.presets``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from grammar_ae.data.images.sources import SPLITS, get_source
+from grammar_ae.errors import ConfigError
+from grammar_ae.models.image.presets import BATCH_SIZE, LATENT_DIMS, PUBLISHED_EPOCHS, SCHEDULE, default_width
+from grammar_ae.objectives import OBJECTIVES, objective_config
+from grammar_ae.training.run_settings import RunSettings
+from grammar_ae.utils.config_files import config_from_dict
+
+
+@dataclass
+class ImageNetworkConfig:
+    """The settable sizes of the convolutional networks: latent size and ``width`` (a multiplier
+    of every filter count)."""
+
+    latent_dim: int
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.latent_dim, int) or isinstance(self.latent_dim, bool) or self.latent_dim < 1:
+            raise ConfigError(f"network latent_dim {self.latent_dim!r}: expected an integer >= 1")
+        if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0:
+            raise ConfigError(f"network width {self.width!r}: expected a number > 0 (e.g. 0.0625)")
+        self.width = float(self.width)
+
+
+@dataclass
+class ImageRunConfig(RunSettings):
+    """Settings of one image run; None / empty values are filled in by :meth:`resolved`."""
+
+    kind = "image"
+    schedule = SCHEDULE
+
+    dataset: str = "digits"
+    model: str = "rae-l2"
+    split: str = "train"
+    data: str | None = None
+    batch_size: int = BATCH_SIZE
+
+    def resolved(self, started_network: dict[str, Any] | None = None) -> ImageRunConfig:
+        """A checked copy with the data set's defaults filled in. ``started_network``: the
+        network settings of the run being resumed, which stand in for the defaults (so a run
+        keeps its width on any device)."""
+        get_source(self.dataset)
+        if self.model not in OBJECTIVES:
+            raise ConfigError(f"image model {self.model!r} is unknown; expected one of {', '.join(OBJECTIVES)}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"split {self.split!r}: expected one of {', '.join(SPLITS)}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 2):
+            raise ConfigError(f"limit {self.limit!r}: expected an integer >= 2 (images to use)")
+        for name in ("objective", "network"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} settings must be a mapping, got {getattr(self, name)!r}")
+        objective_config(self.model, **self.objective)
+        defaults = started_network or {"latent_dim": LATENT_DIMS[self.dataset], "width": default_width(self.device)}
+        network = {**defaults, **self.network}
+        config_from_dict(ImageNetworkConfig, network, "network setting")
+        return replace(
+            self,
+            data=None if self.data is None else str(self.data),
+            epochs=self.epochs or PUBLISHED_EPOCHS[self.dataset],
+            network=network,
+        )
+
+    def network_config(self) -> ImageNetworkConfig:
+        return ImageNetworkConfig(**self.network)

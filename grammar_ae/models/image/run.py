@@ -1,0 +1,76 @@
+"""An image run loaded for use: encode, decode, reconstruct and sample images."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grammar_ae.errors import DataError
+from grammar_ae.models.image.config import ImageRunConfig
+from grammar_ae.models.image.data import RunData, load_run_data
+from grammar_ae.models.image.model import FAMILY, ImageAutoEncoder, ImageModelSpec
+from grammar_ae.models.run import TrainedRun
+
+ENCODE_BATCH = 500
+
+
+class TrainedImageModel(TrainedRun):
+    """An image run (best.pt, else last.pt) with its settings and, when asked for, its images."""
+
+    family = FAMILY
+
+    def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto"):
+        super().__init__(checkpoint_file, state, device)
+        self.config = ImageRunConfig.from_record(self.record["config"], state["config"])
+
+    def build_model(self, spec: dict) -> ImageAutoEncoder:
+        self.spec = ImageModelSpec.from_dict(spec)
+        return self.spec.build()
+
+    @cached_property
+    def data(self) -> RunData:
+        """The run's images, checked against the checksum recorded at training time."""
+        return self._checked(load_run_data(self.config))
+
+    def attach_data(self, data: RunData) -> None:
+        """Use ``data`` (the images just trained on) instead of loading the data set again."""
+        self.__dict__["data"] = self._checked(data)
+
+    def _checked(self, data: RunData) -> RunData:
+        if data.checksum != self.record["data_sha256"]:
+            raise DataError(
+                f"{self.config.dataset} ({self.config.split}): the images found have checksum {data.checksum[:12]}, "
+                f"the run was trained on {self.record['data_sha256'][:12]}"
+            )
+        return data
+
+    def training_items(self) -> np.ndarray:
+        return self.data.train.images
+
+    @torch.no_grad()
+    def encode(self, images: np.ndarray | Tensor) -> Tensor:
+        """Latent means (N, d) on the CPU of uint8 images (N, C, H, W)."""
+        images = torch.as_tensor(images)
+        parts = [self.model.latent_means(chunk.to(self.device)).float().cpu() for chunk in images.split(ENCODE_BATCH)]
+        return torch.cat(parts)
+
+    encode_items = encode
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """Decoded uint8 images (N, C, H, W) on the CPU."""
+        parts = [self.model.generate(chunk.float().to(self.device)).cpu() for chunk in z.split(ENCODE_BATCH)]
+        return torch.cat(parts)
+
+    def reconstruct(self, images: np.ndarray | Tensor) -> Tensor:
+        return self.generate(self.encode(images))
+
+    def samples(self, kind: str, n: int, seed: int = 0, fit: dict[str, Any] | None = None) -> Tensor:
+        """``n`` decoded uint8 images from the sampler ``kind`` (``fit``: its fitter's options); deterministic given ``seed``."""
+        z = self.sampler(kind, **(fit or {})).sample(n, torch.Generator().manual_seed(seed))
+        return self.generate(z.cpu())

@@ -1,0 +1,86 @@
+"""The settings every training run shares, how they become the trainer's config, and config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from grammar_ae.training.config import RESUMABLE_SETTINGS, TrainerConfig
+from grammar_ae.utils.config_files import config_from_dict
+from grammar_ae.utils.files import atomic_write_json
+
+RUN_CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class PlateauSchedule:
+    """Reduce-on-plateau as a family's protocol sets it; the floor of the learning rate is
+    ``min_learning_rate`` or ``min_fraction`` of the run's learning rate, whichever is higher."""
+
+    factor: float
+    patience: int
+    min_learning_rate: float = 0.0
+    min_fraction: float = 0.0
+
+    def floor(self, learning_rate: float) -> float:
+        return max(self.min_learning_rate, learning_rate * self.min_fraction)
+
+
+@dataclass
+class RunSettings:
+    """Settings every training run shares; a model family's subclass adds its data and model
+    choices, its ``kind`` (the word its errors use) and its ``schedule``.
+
+    ``grad_clip`` caps the gradient norm of every step; ``monitor`` is the validation term
+    that schedules the learning rate and picks the best checkpoint (None: the objective's
+    own choice, the whole loss for most)."""
+
+    kind: ClassVar[str] = "run"
+    schedule: ClassVar[PlateauSchedule]
+    limit: int | None = None
+    validation_fraction: float = 0.1
+    epochs: int | None = None
+    learning_rate: float = 1e-3
+    grad_clip: float | None = None
+    monitor: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    objective: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
+    batch_size: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        return config_from_dict(cls, values, f"{cls.kind} setting")
+
+    @classmethod
+    def from_record(cls, identity: dict[str, Any], trainer_config: dict[str, Any]):
+        """The settings of a trained run: its stored ``identity`` plus the resumable settings
+        its trainer config holds."""
+        return cls(**identity, **{name: trainer_config[name] for name in RESUMABLE_SETTINGS})
+
+    def identity(self) -> dict[str, Any]:
+        """What must stay the same when the run is resumed (all but ``RESUMABLE_SETTINGS``)."""
+        return {name: value for name, value in asdict(self).items() if name not in RESUMABLE_SETTINGS}
+
+    def trainer_config(self, monitor: str) -> TrainerConfig:
+        """The trainer's settings for this run (call on resolved settings); ``monitor`` is the
+        objective's choice, used unless the run names one."""
+        return TrainerConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            plateau_factor=self.schedule.factor,
+            plateau_patience=self.schedule.patience,
+            min_learning_rate=self.schedule.floor(self.learning_rate),
+            seed=self.seed,
+            device=self.device,
+            grad_clip=self.grad_clip,
+            monitor=self.monitor or monitor,
+        )
+
+
+def save_run_settings(out_dir: str | Path, settings: RunSettings, record: dict[str, Any]) -> None:
+    """``config.json`` of a run directory: the resolved settings and the run's record."""
+    atomic_write_json(Path(out_dir) / RUN_CONFIG_FILE, {"config": asdict(settings), "record": record})
