@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -14,14 +15,18 @@ from typer.testing import CliRunner
 
 from grammar_ae.cli.commands_images import register_benchmarks
 from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.evaluation.image_features import extract_features
+from grammar_ae.evaluation.image_metrics import clustering_accuracy, precision_recall
+from grammar_ae.evaluation.images import feature_extractor
 from grammar_ae.evaluation.run import evaluate_run
+from grammar_ae.models.image import presets
 from grammar_ae.models.image.config import ImageRunConfig
 from grammar_ae.models.image.figures import FIGURES, image_grid
 from grammar_ae.models.image.interpolation import slerp
 from grammar_ae.models.loading import load_run
 from grammar_ae.objectives import OBJECTIVES
 from grammar_ae.pipelines.train_images import train_image_model
-from grammar_ae.training import load_checkpoint
+from grammar_ae.training import load_checkpoint, save_checkpoint
 from tests.conftest import shared_file
 
 TINY = {"width": 1 / 32, "latent_dim": 10}
@@ -49,9 +54,15 @@ def test_every_objective_trains_draws_figures_and_evaluates(model, tmp_path):
     assert json.loads((tmp_path / "evaluation.json").read_text())["checkpoint_sha256"] == result["checkpoint_sha256"]
     for key in FID_KEYS:
         assert math.isfinite(result[key]) and result[key] > -1e-6, key
-    assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
     assert result["feature_extractor"].startswith("lenet-fallback:")
     assert result["real_images"] == result["generated_images"] == 15
+    # precision / recall are those of the prior's 15 samples against the 15 validation images
+    run = load_run(tmp_path, "cpu")
+    extractor = feature_extractor(run, None)
+    assert extractor.name == result["feature_extractor"]
+    real = extract_features(extractor, run.data.validation.images)
+    expected = precision_recall(real, extract_features(extractor, run.samples("prior", 15, seed=0)), k=3)
+    assert (result["precision"], result["recall"]) == pytest.approx((expected.precision, expected.recall))
     expected_source = (
         "fitted gaussian" if model in DETERMINISTIC
         else "prior (gmm-prior)" if model == "gmm" else "prior (standard-normal)"
@@ -59,8 +70,11 @@ def test_every_objective_trains_draws_figures_and_evaluates(model, tmp_path):
     assert result["sample_fid_gaussian_source"] == expected_source
     assert ("clustering_accuracy" in result) == (model == "gmm")
     assert ("sample_fid_two_stage" in result) == (model == "2svae")
-    if model == "gmm":
-        assert 0.1 <= result["clustering_accuracy"] <= 1  # 10 classes: the best matching beats a tenth
+    if model == "gmm":  # each validation code's nearest prior component, matched to the labels
+        prior = run.model.objective.prior
+        clusters = prior.component_of(run.encode(run.data.validation.images)).numpy()
+        expected = clustering_accuracy(run.data.validation.labels, clusters)
+        assert result["clustering_accuracy"] == pytest.approx(expected)
 
 
 def test_resume_continues_exactly_and_checks_the_settings(tmp_path):
@@ -75,6 +89,40 @@ def test_resume_continues_exactly_and_checks_the_settings(tmp_path):
     assert summary["epochs_run"] == 2
     weights = [load_checkpoint(run / "last.pt")["model_state"] for run in (straight, interrupted)]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_a_run_keeps_its_width_when_resumed_where_the_default_differs(tmp_path, monkeypatch):
+    """The default width depends on the device a run starts on (1/16 on a CPU, 1 on CUDA); the
+    stored spec and settings must not, so a CPU run resumes on CUDA (simulated here)."""
+    started_on_cpu = tiny_config("ae", network={"latent_dim": 10})  # width left to the default
+    train_image_model(started_on_cpu, tmp_path, quiet=True)
+    before = load_checkpoint(tmp_path / "last.pt")
+    assert before["model_spec"]["width"] == presets.CPU_WIDTH
+    monkeypatch.setattr(presets, "resolve_device", lambda name: torch.device("cuda"))  # a machine with CUDA
+    assert ImageRunConfig(dataset="digits", device="auto").resolved().network["width"] == presets.GPU_WIDTH
+    resumed = dataclasses.replace(started_on_cpu, epochs=2, device="auto")
+    assert train_image_model(resumed, tmp_path, resume=True, quiet=True)["epochs_run"] == 2
+    after = load_checkpoint(tmp_path / "last.pt")
+    assert after["model_spec"] == before["model_spec"] and after["record"] == before["record"]
+    assert after["config"]["device"] == "auto" and "device" not in json.dumps(after["model_spec"])
+    with pytest.raises(CheckpointError, match="model_spec.width is 0.0625 there, expected 1.0"):
+        train_image_model(dataclasses.replace(resumed, epochs=3, network={"width": 1.0}), tmp_path, resume=True, quiet=True)
+
+
+def test_runs_saved_before_the_family_key_load_and_resume(tmp_path):
+    """Checkpoints of older versions: the image spec said "kind": "image", the trainer settings
+    had mixed_precision and num_workers and no optimizer or scheduler."""
+    train_image_model(tiny_config("ae"), tmp_path, quiet=True)
+    for name in ("best.pt", "last.pt"):
+        state = load_checkpoint(tmp_path / name)
+        spec = {"kind": "image", **{key: value for key, value in state["model_spec"].items() if key != "family"}}
+        config = {key: value for key, value in state["config"].items() if key not in ("optimizer", "weight_decay", "scheduler")}
+        config["mixed_precision"] = config.pop("autocast")
+        save_checkpoint(tmp_path / name, {**state, "model_spec": spec, "config": {**config, "num_workers": 0}})
+    run = load_run(tmp_path, "cpu")
+    assert run.family == "image" and run.spec.network.width == TINY["width"] and run.config.dataset == "digits"
+    assert run.samples("gaussian", 4).shape == (4, 1, 16, 16)
+    assert train_image_model(tiny_config("ae", epochs=2), tmp_path, resume=True, quiet=True)["epochs_run"] == 2
 
 
 def test_split_limit_and_defaults(tmp_path):
@@ -126,6 +174,8 @@ def test_cli_evaluate_json_and_sample_grid(tmp_path):
     assert matplotlib.image.imread(tmp_path / "s.png").shape[:2] == (35, 52)  # 2 rows x 3 columns of 16 px
     result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "s.txt")])
     assert isinstance(result.exception, ConfigError) and "--out FILE.png" in str(result.exception)
+    result = runner.invoke(app, ["encode", str(tmp_path / "run"), "x"])
+    assert isinstance(result.exception, CheckpointError) and "model of the image family" in str(result.exception)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,9 +46,23 @@ def test_every_preset_trains_evaluates_and_samples(trained_runs):
     for name, (run, summary) in trained_runs.items():
         assert summary["epochs_run"] == 1 and (run / "best.pt").exists() and (run / "metrics.csv").exists()
         model = load_run(run, "cpu")
-        result = evaluate_sequence_model(model, EvaluationConfig(items=20, encode_samples=2, decode_samples=3, prior_samples=30), progress=False)
-        for key in ("reconstruction_accuracy", "prior_validity", "gmm_validity", "prior_uniqueness", "prior_novelty"):
-            assert 0.0 <= result[key] <= 1.0, (name, key)
+        config = EvaluationConfig(items=20, encode_samples=2, decode_samples=3, prior_samples=30)
+        result = evaluate_sequence_model(model, config, progress=False)
+        assert result["held_out_items"] == 20 and result["model"] == name
+        training = set(model.training_strings())
+        for kind in ("prior", "gaussian", "gmm"):  # the fractions of the 30 decoded samples of each sampler
+            decoded = model.decode(model.sampler(kind).sample(30, torch.Generator().manual_seed(0)))
+            valid = [text for text in decoded if text is not None]
+            distinct = set(valid)
+            assert result[f"{kind}_validity"] == len(valid) / 30, (name, kind)
+            assert result[f"{kind}_uniqueness"] == (len(distinct) / len(valid) if valid else 0.0), (name, kind)
+            assert result[f"{kind}_novelty"] == (len(distinct - training) / len(distinct) if distinct else 0.0), (name, kind)
+        if name in ("grae", "grae-gmm"):  # deterministic encoders: exact matches of the argmax decodes
+            held_out = model.validation_strings()
+            held_out = [held_out[i] for i in np.sort(np.random.default_rng(0).choice(len(held_out), 20, replace=False))]
+            normalize = model.model.codec.parser.tokenizer.normalize
+            hits = sum(decoded == normalize(text) for decoded, text in zip(model.decode(model.encode_means(held_out)), held_out))
+            assert result["reconstruction_accuracy"] == hits / 20, name
         strings = model.decode(model.sampler("prior").sample(10, torch.Generator().manual_seed(0)))
         grammatical = [s for s in strings if s is not None]
         assert all(model.model.codec.is_grammatical(s) for s in grammatical)
@@ -121,6 +136,36 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, trained_runs, run_main):
         code, _, err = run_main("sample", str(path), "-n", "2")
         assert code == 1 and err.count("\n") == 1 and err.startswith("error: ")
         assert re.search(message, err), err
+
+
+def test_load_run_takes_a_path_or_a_shipped_model_name(trained_runs, tmp_path, monkeypatch, run_main):
+    import grammar_ae
+    from grammar_ae.models import shipped
+    from grammar_ae.training import load_checkpoint, save_checkpoint
+
+    run = trained_runs["grae"][0]
+    assert grammar_ae.load_run is load_run
+    loaded = load_run(run / "last.pt", "cpu")
+    assert loaded.family == "sequence" and loaded.checkpoint_file == run / "last.pt" and loaded.epoch == 1
+    name = "tiny-expressions"
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, name, shipped.ShippedModel(name, fetch=lambda: run))
+    monkeypatch.chdir(tmp_path)
+    assert load_run(name, "cpu").checkpoint_file == run / "best.pt"
+    code, out, err = run_main("encode", name, "sin(x)+1")
+    assert code == 0 and len(out.split()) == TINY["latent_dim"], err
+    with pytest.raises(CheckpointError, match=rf"nope: no such checkpoint or run directory, nor a shipped model \({name}\)"):
+        load_run("nope")
+    with pytest.raises(ConfigError, match="registered already"):
+        shipped.register_shipped_model(shipped.ShippedModel(name, fetch=lambda: run))
+    (tmp_path / name).mkdir()  # an existing path wins over a name
+    with pytest.raises(CheckpointError, match=f"{name}: no checkpoint"):
+        load_run(name)
+    with pytest.raises(CheckpointError, match="holds a model of the sequence family; this needs one of the image family"):
+        load_run(run, family="image")
+    state = load_checkpoint(run / "best.pt")
+    save_checkpoint(tmp_path / "graph.pt", {**state, "model_spec": {**state["model_spec"], "family": "graph"}})
+    with pytest.raises(CheckpointError, match="model_spec.family is 'graph'; expected one of sequence, image"):
+        load_run(tmp_path / "graph.pt")
 
 
 def test_bad_settings(tmp_path, expression_file):

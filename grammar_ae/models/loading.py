@@ -28,5 +28,5 @@ def load_run(path_or_name: str | Path, device: str = "auto", family: str | None 
             f"{checkpoint_file}: model_spec.{FAMILY_KEY} is {found!r}; expected one of {', '.join(RUN_FAMILIES)}"
         )
     if family is not None and found != family:
-        raise CheckpointError(f"{path_or_name} holds a {found} model; this needs a {family} model")
+        raise CheckpointError(f"{path_or_name} holds a model of the {found} family; this needs one of the {family} family")
     return RUN_FAMILIES[found](checkpoint_file, state, device)
