@@ -1,1 +1,1 @@
-"""End-to-end jobs that tie data, models and the trainer together."""
+"""Jobs only: training a sequence or an image model, and the image benchmark."""
