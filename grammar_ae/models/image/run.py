@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grammar_ae.errors import DataError
+from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.models.image.config import ImageRunConfig
 from grammar_ae.models.image.data import RunData, load_run_data
 from grammar_ae.models.image.model import FAMILY, ImageAutoEncoder, ImageModelSpec
@@ -26,7 +26,10 @@ class TrainedImageModel(TrainedRun):
 
     def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto"):
         super().__init__(checkpoint_file, state, device)
-        self.config = ImageRunConfig.from_record(self.record["config"], state["config"])
+        try:
+            self.config = ImageRunConfig.from_record(self.record["config"], state["config"])
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"{checkpoint_file}: its record holds no image run settings ({error})") from None
 
     def build_model(self, spec: dict) -> ImageAutoEncoder:
         self.spec = ImageModelSpec.from_dict(spec)
