@@ -31,8 +31,8 @@ def expression_file(tmp_path_factory, expressions):
 
 
 def tiny_run(out, data, model="grae", grammar="expressions", epochs=1, **extra):
-    config = SequenceRunConfig(grammar=grammar, model=model, data=str(data), epochs=epochs, batch_size=100,
-                               network=TINY, **extra)
+    extra.setdefault("network", TINY)
+    config = SequenceRunConfig(grammar=grammar, model=model, data=str(data), epochs=epochs, batch_size=100, **extra)
     return train_sequence_model(config, out, quiet=True)
 
 
@@ -87,7 +87,7 @@ def test_grammar_reconstruction_loss_is_the_masked_cross_entropy(expression_file
 
 def test_character_model_on_molecules(tmp_path):
     run = tmp_path / "cvae"
-    summary = tiny_run(run, "moses-sample", model="cvae", grammar="smiles", limit=400)
+    summary = tiny_run(run, "moses-sample", model="cvae", grammar="smiles", limit=400, network={**TINY, "decoder": "published"})
     assert summary["record"]["train_items"] == 360
     model = load_run(run, "cpu")
     assert model.model.codec.vocabulary == len(model.model.spec.alphabet) and model.model.codec.length <= 120

@@ -32,6 +32,7 @@ def train(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Image data set (digits, mnist, fashion-mnist, cifar10, svhn, celeba). Trains an image model."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Sequence: gvae, cvae, gcvvae, grae, grae-gmm. Images: ae, ae-l2, vae, cvvae, wae, 2svae, rae, rae-l2, rae-gp, rae-sn, ar-elbo, gmm."),
     regularizer: Optional[str] = typer.Option(None, help="grae only: l2, gp or sn (default l2)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="Sequence models: published (the grammar VAE's decoder), gru or transformer (autoregressive over folded grammar tokens). Default: the grammar's default."),
     data: Optional[str] = typer.Option(None, "--data", help="Sequence data: a file, a prepared directory or a named set (zinc250k, expressions, moses-sample, expressions-generated). Default: the published set."),
     split: Optional[str] = typer.Option(None, help="Images: 'test' trains on the test split alone (split again into train/validation)."),
     variant: Optional[str] = typer.Option(None, help="ar-elbo: iso-i, iso-d, diag-i or diag-d."),
@@ -54,6 +55,7 @@ def train(
         "grammar": grammar, "dataset": dataset, "model": model, "regularizer": regularizer, "data": data,
         "split": split, "limit": limit, "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device,
         "objective": {k: v for k, v in objective_extras.items() if v is not None},
+        "network": {"decoder": decoder} if decoder is not None else {},
     }
     values = merge(read_config_file(config), parse_assignments(settings), cli)
     if values.get("grammar") and values.get("dataset"):
@@ -86,6 +88,8 @@ def evaluate(
     decode_samples: int = typer.Option(100, help="Stochastic encoders: decodes per encoding."),
     prior_samples: int = typer.Option(1000, help="Latent samples for validity."),
     seed: int = typer.Option(0, help="Random seed."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Molecule runs: SMILES file the MOSES metrics (FCD, SNN, Frag, Scaf) compare the samples with (default: the run's held-out molecules)."),
+    moses: bool = typer.Option(True, "--moses/--no-moses", help="Molecule runs: compute the MOSES metrics of the prior samples."),
     inception: Optional[Path] = typer.Option(None, "--inception", help="Image runs: the FID Inception TorchScript file (default: the cached one, else the fallback classifier)."),
     device: str = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -97,7 +101,8 @@ def evaluate(
     result = evaluate_run(
         run, device=device, progress=not quiet and not json_output,
         options={"items": items, "encode_samples": encode_samples, "decode_samples": decode_samples,
-                 "prior_samples": prior_samples, "seed": seed, "inception": None if inception is None else str(inception)},
+                 "prior_samples": prior_samples, "seed": seed, "inception": None if inception is None else str(inception),
+                 "reference": None if reference is None else str(reference), "moses": moses},
     )
     if json_output:
         typer.echo(json.dumps(result))

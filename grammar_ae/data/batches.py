@@ -53,3 +53,58 @@ def split_indices(n: int, seed: int, validation_fraction: float = 0.1, limit: in
         order = order[:limit]
     n_validation = max(1, int(round(len(order) * validation_fraction)))
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+
+
+class BucketedBatchSource:
+    """Items ``indices`` of ragged token sequences, batched with others of similar length.
+
+    Each batch is padded (with ``padding``) to its own longest item only, so almost no step is
+    spent on padding. Shuffled passes draw one permutation, keep the full batches of it, sort
+    each pool of ``pool_batches`` batches by length, cut them into batches and shuffle the
+    batches' order, all from ``generator``. Unshuffled passes go by length.
+    """
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray, indices: np.ndarray, padding: int, pool_batches: int = 64):
+        self.flat = flat
+        self.offsets = offsets
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.padding = padding
+        self.pool_batches = pool_batches
+        self.lengths = (offsets[self.indices + 1] - offsets[self.indices]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def batch_order(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> list[np.ndarray]:
+        """Positions in ``indices`` of every batch, in the order they are yielded."""
+        if not shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        order = torch.randperm(len(self), generator=generator).numpy()
+        order = order[: len(order) // batch_size * batch_size]
+        pool = batch_size * self.pool_batches
+        batches = []
+        for start in range(0, len(order), pool):
+            part = order[start : start + pool]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffled]
+
+    def batch(self, positions: np.ndarray) -> Tensor:
+        return pad_ragged(self.flat, self.offsets, self.indices[positions], self.padding)
+
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> Iterator[Tensor]:
+        for positions in self.batch_order(batch_size, shuffle, generator):
+            yield self.batch(positions)
+
+
+def pad_ragged(flat: np.ndarray, offsets: np.ndarray, items: np.ndarray, fill: int) -> Tensor:
+    """(B, longest) int64 rows of the ragged ``items``, padded with ``fill``."""
+    starts = offsets[items]
+    lengths = offsets[items + 1] - starts
+    steps = np.arange(max(int(lengths.max(initial=0)), 1))
+    inside = steps[None, :] < lengths[:, None]
+    out = np.full((len(items), len(steps)), fill, dtype=np.int64)
+    out[inside] = flat[(starts[:, None] + steps[None, :])[inside]]
+    return torch.from_numpy(out)

@@ -8,12 +8,12 @@ never goes below 0 and every step pops exactly one entry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from grammar_ae.errors import GrammarError
-from grammar_ae.grammar.cfg import Grammar
+from grammar_ae.grammar.cfg import Grammar, live_rules
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,34 @@ class DecodingTables:
 
     @classmethod
     def from_grammar(cls, grammar: Grammar) -> DecodingTables:
-        live = live_rules(grammar)
-        per_symbol = [np.flatnonzero(grammar.masks[s] & live) for s in range(len(grammar.lhs_symbols))]
+        return cls.from_productions(
+            lhs=grammar.rule_lhs,
+            rhs_nonterminals=grammar.rhs_nonterminals,
+            live=live_rules(grammar),
+            start_symbol=grammar.symbol_index[grammar.start],
+            padding_rule=grammar.padding_rule,
+        )
+
+    @classmethod
+    def from_productions(
+        cls,
+        lhs: np.ndarray,
+        rhs_nonterminals: Sequence[tuple[int, ...]],
+        live: np.ndarray,
+        start_symbol: int,
+        padding_rule: int,
+    ) -> DecodingTables:
+        """Tables of any production list: rules, folded rules or a token grammar.
+
+        ``lhs[p]`` is production p's left-hand symbol, ``rhs_nonterminals[p]`` the symbols it
+        pushes (left to right), ``live[p]`` whether a decoder may pick it; ``padding_rule``
+        pops the padding symbol and pushes it back.
+        """
+        lhs = np.asarray(lhs, dtype=np.int64)
+        count, symbols = len(lhs), int(lhs.max()) + 1
+        per_symbol = [np.flatnonzero((lhs == s) & live) for s in range(symbols)]
         width = max(len(rules) for rules in per_symbol)
-        symbol_rules = np.full((len(per_symbol), width), grammar.padding_rule, dtype=np.int64)
+        symbol_rules = np.full((symbols, width), padding_rule, dtype=np.int64)
         live_slots = np.zeros(symbol_rules.shape, dtype=bool)
         for symbol, rules in enumerate(per_symbol):
             if len(rules):  # a symbol without live rules is never on a stack
@@ -49,39 +73,18 @@ class DecodingTables:
                 symbol_rules[symbol, : len(rules)] = rules
                 live_slots[symbol, : len(rules)] = True
 
-        padding_symbol = int(grammar.rule_lhs[grammar.padding_rule])
-        pushed = [tuple(reversed(rhs)) for rhs in grammar.rhs_nonterminals]
-        pushed[grammar.padding_rule] = (padding_symbol,)
-        push = np.full((grammar.num_rules, max(len(p) for p in pushed)), padding_symbol, dtype=np.int64)
-        for rule, symbols in enumerate(pushed):
-            push[rule, : len(symbols)] = symbols
+        padding_symbol = int(lhs[padding_rule])
+        pushed = [tuple(reversed(rhs)) for rhs in rhs_nonterminals]
+        pushed[padding_rule] = (padding_symbol,)
+        push = np.full((count, max(len(p) for p in pushed)), padding_symbol, dtype=np.int64)
+        for rule, pushed_symbols in enumerate(pushed):
+            push[rule, : len(pushed_symbols)] = pushed_symbols
         return cls(
-            start_symbol=grammar.symbol_index[grammar.start],
+            start_symbol=start_symbol,
             padding_symbol=padding_symbol,
-            padding_rule=grammar.padding_rule,
+            padding_rule=padding_rule,
             symbol_rules=symbol_rules,
             live_slots=live_slots,
             push=push,
             push_delta=np.array([len(p) - 1 for p in pushed], dtype=np.int64),
         )
-
-
-def live_rules(grammar: Grammar) -> np.ndarray:
-    """(R,) True for rules that can finish: every right-hand non-terminal derives a string.
-
-    A rule naming a symbol without productions (index -1), or only symbols that can never
-    finish, would leave a derivation open forever; the decoder never picks it.
-    """
-    productive = np.zeros(len(grammar.lhs_symbols), dtype=bool)
-    while True:
-        live = np.array(
-            [all(s >= 0 and productive[s] for s in rhs) for rhs in grammar.rhs_nonterminals]
-        )
-        grown = productive.copy()
-        grown[grammar.rule_lhs[live]] = True
-        if (grown == productive).all():
-            break
-        productive = grown
-    if not productive[grammar.symbol_index[grammar.start]]:
-        raise GrammarError(f"grammar {grammar.name}: the start symbol {grammar.start!r} derives no string")
-    return live

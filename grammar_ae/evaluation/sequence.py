@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from grammar_ae.chemistry import validity_check
+from grammar_ae.data.readers import read_strings
+from grammar_ae.evaluation.molecules import moses_metrics
 from grammar_ae.models.sequence.run import TrainedSequenceModel
 from grammar_ae.utils.progress import progress_bar
 from grammar_ae.utils.provenance import provenance
@@ -23,6 +26,9 @@ class EvaluationConfig:
     decode_samples: int = 100  # stochastic encoders: decodes per encoding
     prior_samples: int = 1000
     seed: int = 0
+    reference: str | None = None  # molecules: SMILES file the MOSES metrics compare with (default: held-out data)
+    reference_items: int = 10_000  # molecules: at most this many reference molecules
+    moses: bool = True  # molecules: MOSES metrics of the prior samples
 
 
 def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfig, progress: bool = True) -> dict:
@@ -43,14 +49,34 @@ def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfi
         "held_out_items": len(held_out),
         "reconstruction_accuracy": _reconstruction(model, held_out, config, progress),
     }
+    samples = {}
     for kind in ("prior", "gaussian", "gmm"):
         z = model.sampler(kind).sample(config.prior_samples, torch.Generator().manual_seed(config.seed))
-        result.update({f"{kind}_{k}": v for k, v in sample_quality(model.decode(z), training, valid).items()})
+        samples[kind] = model.decode(z)
+        result.update({f"{kind}_{k}": v for k, v in sample_quality(samples[kind], training, valid).items()})
     result["prior_sampler"] = "training prior" if model.prior_sampler() is not None else "fitted gaussian"
+    result["uniqueness"], result["novelty"] = result["prior_uniqueness"], result["prior_novelty"]
+    if model.grammar_name == "smiles" and config.moses:
+        reference, source = _reference(model, config, rng)
+        result.update(moses_metrics(samples["prior"], reference))
+        result["reference"] = {"source": source, "molecules": len(reference)}
     result["config"] = asdict(config)
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["provenance"] = provenance()
     return result
+
+
+def _reference(model: TrainedSequenceModel, config: EvaluationConfig, rng: np.random.Generator) -> tuple[list[str], str]:
+    """The molecules the MOSES metrics compare with: a file, else the held-out data."""
+    if config.reference is not None:
+        strings = read_strings(Path(config.reference)).strings
+        source = str(config.reference)
+    else:
+        strings = model.validation_strings()
+        source = "held-out data"
+    if len(strings) > config.reference_items:
+        strings = [strings[i] for i in np.sort(rng.choice(len(strings), config.reference_items, replace=False))]
+    return strings, source
 
 
 def sample_quality(strings: list[str | None], training: set[str], valid) -> dict:
@@ -76,18 +102,17 @@ def _reconstruction(model: TrainedSequenceModel, strings: list[str], config: Eva
     with progress_bar("reconstruction", total=len(strings), enabled=progress) as advance:
         for start in range(0, len(strings), batch):
             chunk = strings[start : start + batch]
-            encoded = network.encode(network.inputs(network.codec.encode(chunk).to(model.device)))
+            encoded = network.encode_batch(chunk)
+            targets = [network.codec.parser.tokenizer.normalize(s) for s in chunk]
             if not stochastic:
                 decoded = network.decode_latents(encoded.mu)
-                hits += sum(d == network.codec.parser.tokenizer.normalize(s) for d, s in zip(decoded, chunk))
+                hits += sum(d == t for d, t in zip(decoded, targets))
                 trials += len(chunk)
             else:
-                targets = [network.codec.parser.tokenizer.normalize(s) for s in chunk]
                 objective.train()
                 for _ in range(config.encode_samples):
-                    z = objective.latent(encoded)
-                    logits = network.decode(z.repeat_interleave(config.decode_samples, dim=0)).float()
-                    decoded = network.codec.decode(logits, sample=True, generator=generator)
+                    z = objective.latent(encoded).repeat_interleave(config.decode_samples, dim=0)
+                    decoded = network.decode_latents(z, sample=True, generator=generator, batch_size=len(z))
                     expected = np.repeat(np.array(targets, dtype=object), config.decode_samples)
                     hits += int(sum(d == e for d, e in zip(decoded, expected)))
                     trials += len(decoded)

@@ -193,6 +193,27 @@ class Grammar:
         }
 
 
+def live_rules(grammar: Grammar) -> np.ndarray:
+    """(R,) True for rules that can finish: every right-hand non-terminal derives a string.
+
+    A rule naming a symbol without productions (index -1), or only symbols that can never
+    finish, would leave a derivation open forever; the decoder never picks it.
+    """
+    productive = np.zeros(len(grammar.lhs_symbols), dtype=bool)
+    while True:
+        live = np.array(
+            [all(s >= 0 and productive[s] for s in rhs) for rhs in grammar.rhs_nonterminals]
+        )
+        grown = productive.copy()
+        grown[grammar.rule_lhs[live]] = True
+        if (grown == productive).all():
+            break
+        productive = grown
+    if not productive[grammar.symbol_index[grammar.start]]:
+        raise GrammarError(f"grammar {grammar.name}: the start symbol {grammar.start!r} derives no string")
+    return live
+
+
 def _parse_settings(text: str, name: str) -> dict[str, str]:
     settings: dict[str, str] = {}
     for line in _SETTINGS.findall(text):

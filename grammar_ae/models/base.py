@@ -41,14 +41,20 @@ class AutoEncoder(nn.Module, ABC):
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(z)
 
+    def decoder_for(self, batch: Any) -> nn.Module:
+        """The decoder as the objective sees it (z -> decoded) for this batch; autoregressive
+        models bind it to the batch's targets (teacher forcing)."""
+        return self.decoder
+
     def loss(self, batch: Any) -> dict[str, Tensor]:
         """All loss terms of one batch; ``loss`` is the one to minimise."""
         encoded = self.encode(self.inputs(batch))
         z = self.objective.latent(encoded)
+        decoder = self.decoder_for(batch)
         with self.objective.decoding_context():
-            decoded = self.decode(z)
+            decoded = decoder(z)
         rec = self.reconstruction(decoded, batch)
-        return self.objective(encoded, z, decoded, rec, self.decoder)
+        return self.objective(encoded, z, decoded, rec, decoder)
 
     def before_training(self, batch_size: int) -> None:
         """Called once by the trainer before the first epoch (the GMM prior calibrates its weights)."""

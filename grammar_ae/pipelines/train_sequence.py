@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from grammar_ae.data.batches import SequenceBatchSource, split_indices
+from grammar_ae.data.batches import split_indices
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import count_parameters
 from grammar_ae.models.sequence.config import SequenceRunConfig, build_spec
+from grammar_ae.models.sequence.data import batch_sources
 from grammar_ae.models.sequence.run import SPLIT_FILE
 from grammar_ae.training import Trainer, seed_everything
 from grammar_ae.training.run_settings import save_run_settings
@@ -35,11 +37,7 @@ def train_sequence_model(
         )
     spec = build_spec(config, grammar, data.alphabet, data.max_characters)
     model = spec.build()
-    length = model.codec.length
-    sources = [
-        SequenceBatchSource(data, items, spec.representation, length, grammar.padding_rule)
-        for items in (train_items, validation_items)
-    ]
+    sources = batch_sources(model, data, train_items, validation_items)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -57,7 +55,8 @@ def train_sequence_model(
         "validation_items": int(len(validation_items)),
         "parameters": count_parameters(model),
     }
-    trainer_config = config.trainer_config(model.objective.validation_monitor)
+    # bf16 autocast on the CPU for the autoregressive networks, whose matrix products dominate
+    trainer_config = replace(config.trainer_config(model.objective.validation_monitor), cpu_autocast=spec.network.autoregressive)
     trainer = Trainer(model, *sources, trainer_config, out_dir, spec.to_dict(), record, quiet=quiet)
     summary = trainer.fit(resume=resume, overwrite=overwrite)
     save_run_settings(out_dir, config, record)

@@ -291,6 +291,8 @@ class Trainer:
     def _autocast(self) -> AbstractContextManager:
         if self.device.type == "cuda" and self.config.autocast:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.device.type == "cpu" and self.config.cpu_autocast:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
 

@@ -10,6 +10,7 @@ from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.sequence.model import GRAMMAR, SequenceModelSpec
 from grammar_ae.models.sequence.networks import SequenceNetworkConfig, default_network
 from grammar_ae.models.sequence.presets import (
+    AUTOREGRESSIVE_BATCH,
     PUBLISHED_BATCH,
     PUBLISHED_DATA,
     PUBLISHED_EPOCHS,
@@ -33,12 +34,14 @@ class SequenceRunConfig(RunSettings):
     def resolved(self) -> SequenceRunConfig:
         """Published defaults filled in for a built-in grammar."""
         name = Path(self.grammar).stem if self.grammar not in PUBLISHED_DATA else self.grammar
+        decoder = self.network.get("decoder", default_network(name).decoder)
+        batch = PUBLISHED_BATCH.get(name, 500) if decoder == "published" else AUTOREGRESSIVE_BATCH
         return SequenceRunConfig(
             **{
                 **asdict(self),
                 "data": self.data or PUBLISHED_DATA.get(name),
                 "epochs": self.epochs or PUBLISHED_EPOCHS.get(name, 50),
-                "batch_size": self.batch_size or PUBLISHED_BATCH.get(name, 500),
+                "batch_size": self.batch_size or batch,
             }
         )
 

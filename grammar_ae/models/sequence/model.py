@@ -7,6 +7,7 @@ and the objective's configuration.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,7 @@ from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import AutoEncoder
 from grammar_ae.models.sequence.codec import CharacterCodec, GrammarCodec, SequenceCodec
 from grammar_ae.models.sequence.networks import SequenceDecoder, SequenceEncoder, SequenceNetworkConfig
-from grammar_ae.objectives import Objective, ReconstructionTerms, build_objective
+from grammar_ae.objectives import EncoderOutput, Objective, ReconstructionTerms, build_objective
 from grammar_ae.training.checkpoint import FAMILY_KEY
 
 FAMILY = "sequence"
@@ -77,7 +78,11 @@ class SequenceModelSpec:
         return grammar
 
     def build(self) -> SequenceAutoEncoder:
-        """The model this spec describes."""
+        """The model this spec describes: the published networks or autoregressive ones."""
+        if self.network.autoregressive:
+            from grammar_ae.models.sequence.autoregressive import TokenSequenceAutoEncoder
+
+            return TokenSequenceAutoEncoder(self)
         return SequenceAutoEncoder(self)
 
     def codec(self) -> SequenceCodec:
@@ -87,7 +92,35 @@ class SequenceModelSpec:
         return CharacterCodec(grammar, self.alphabet, self.length)
 
 
-class SequenceAutoEncoder(AutoEncoder):
+class StringAutoEncoder(AutoEncoder):
+    """What every sequence model offers: strings to latents and latents to strings."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @abstractmethod
+    def encode_batch(self, strings: list[str]) -> EncoderOutput:
+        """The encoder's output for a batch of strings."""
+
+    @torch.no_grad()
+    def encode_strings(self, strings: list[str], batch_size: int = 1000) -> Tensor:
+        """Latent means (N, d) on the CPU."""
+        means = [self.encode_batch(strings[i : i + batch_size]).mu.float().cpu() for i in range(0, len(strings), batch_size)]
+        return torch.cat(means) if means else torch.zeros(0, self.latent_dim)
+
+    @abstractmethod
+    def decode_latents(
+        self, z: Tensor, sample: bool = False, generator: torch.Generator | None = None, batch_size: int = 1000
+    ) -> list[str | None]:
+        """Strings for each row of ``z``; None where the decoder's output is invalid."""
+
+    @abstractmethod
+    def decode_samples(self, z: Tensor, samples_per_point: int, generator: torch.Generator) -> list[list[str | None]]:
+        """``samples_per_point`` sampled decodes of each row of ``z``."""
+
+
+class SequenceAutoEncoder(StringAutoEncoder):
     """Encoder over one-hot (B, T, V) sequences; decoder to (B, T, V) logits."""
 
     def __init__(self, spec: SequenceModelSpec, objective: Objective | None = None):
@@ -123,23 +156,34 @@ class SequenceAutoEncoder(AutoEncoder):
         return ReconstructionTerms(loss=per_step.view_as(targets).sum(1).mean())
 
     @torch.no_grad()
-    def encode_strings(self, strings: list[str], batch_size: int = 1000) -> Tensor:
-        """Latent means (N, d) on the CPU."""
-        device = next(self.parameters()).device
-        means = []
-        for start in range(0, len(strings), batch_size):
-            batch = self.codec.encode(strings[start : start + batch_size]).to(device)
-            means.append(self.encode(self.inputs(batch)).mu.float().cpu())
-        return torch.cat(means) if means else torch.zeros(0, self.latent_dim)
+    def encode_batch(self, strings: list[str]) -> EncoderOutput:
+        return self.encode(self.inputs(self.codec.encode(strings).to(self.device)))
 
     @torch.no_grad()
     def decode_latents(
         self, z: Tensor, sample: bool = False, generator: torch.Generator | None = None, batch_size: int = 1000
     ) -> list[str | None]:
         """Strings for each row of ``z``; None where the decoder's output is invalid."""
-        device = next(self.parameters()).device
         out: list[str | None] = []
         for start in range(0, len(z), batch_size):
-            logits = self.decode(z[start : start + batch_size].to(device)).float()
+            logits = self.decode(z[start : start + batch_size].to(self.device)).float()
             out.extend(self.codec.decode(logits, sample=sample, generator=generator))
+        return out
+
+    @torch.no_grad()
+    def decode_samples(
+        self, z: Tensor, samples_per_point: int, generator: torch.Generator, chunk_rows: int = 2000
+    ) -> list[list[str | None]]:
+        """``samples_per_point`` Gumbel-max decodes of each row of ``z``.
+
+        The decoder is deterministic given z, so its logits are computed once per point and
+        only the masked sampling is repeated.
+        """
+        out: list[list[str | None]] = []
+        points_per_chunk = max(1, chunk_rows // samples_per_point)
+        for start in range(0, len(z), points_per_chunk):
+            logits = self.decode(z[start : start + points_per_chunk].float().to(self.device)).float()
+            repeated = logits.repeat_interleave(samples_per_point, dim=0)
+            strings = self.codec.decode(repeated, sample=True, generator=generator)
+            out.extend(strings[i : i + samples_per_point] for i in range(0, len(strings), samples_per_point))
         return out

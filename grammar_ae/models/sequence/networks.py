@@ -15,8 +15,21 @@ from grammar_ae.errors import ConfigError
 from grammar_ae.objectives.base import EncoderOutput
 
 
+DECODERS = ("published", "gru", "transformer")
+ENCODERS = ("gru", "transformer")
+
+
 @dataclass
 class SequenceNetworkConfig:
+    """Network sizes of a sequence model.
+
+    ``decoder`` "published": the grammar VAE's networks (a convolutional encoder over one-hot
+    rules, GRUs fed z at every one of the max_length steps; ``conv_*``, ``hidden``,
+    ``gru_*``, ``batch_norm``). "gru" / "transformer": autoregressive networks over folded
+    tokens (``models.autoregressive_networks``; ``encoder``, ``embedding_dim``,
+    ``model_dim``, ``decoder_layers``, ``encoder_dim``, ``encoder_layers``, ``heads``).
+    """
+
     latent_dim: int = 56
     conv_filters: tuple[int, ...] = (9, 9, 10)
     conv_kernels: tuple[int, ...] = (9, 9, 11)
@@ -24,15 +37,36 @@ class SequenceNetworkConfig:
     gru_hidden: int = 501
     gru_layers: int = 3
     batch_norm: bool = False
+    decoder: str = "published"
+    encoder: str = "gru"
+    embedding_dim: int = 128
+    model_dim: int = 512
+    decoder_layers: int = 1
+    encoder_dim: int = 256
+    encoder_layers: int = 1
+    heads: int = 4
 
     def __post_init__(self) -> None:
         self.conv_filters = tuple(self.conv_filters)
         self.conv_kernels = tuple(self.conv_kernels)
         if len(self.conv_filters) != len(self.conv_kernels):
             raise ConfigError("conv_filters and conv_kernels must have the same length")
-        for name in ("latent_dim", "hidden", "gru_hidden", "gru_layers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"network setting {name} must be positive")
+        for name in ("latent_dim", "hidden", "gru_hidden", "gru_layers", "embedding_dim", "model_dim",
+                     "decoder_layers", "encoder_dim", "encoder_layers", "heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"network setting {name} must be a positive integer, got {value!r}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"network setting decoder {self.decoder!r} is unknown; expected one of {', '.join(DECODERS)}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"network setting encoder {self.encoder!r} is unknown; expected one of {', '.join(ENCODERS)}")
+        for name, used_by in (("model_dim", self.decoder), ("encoder_dim", self.encoder)):
+            if used_by == "transformer" and getattr(self, name) % self.heads:
+                raise ConfigError(f"network setting {name}={getattr(self, name)} must be a multiple of heads={self.heads}")
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.decoder != "published"
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -44,7 +78,7 @@ class SequenceNetworkConfig:
 # (grae: held-out exact match 0.23 after 20 epochs); with 16 filters grae reaches 1.00 in
 # 15 epochs (benchmarks/results/sequence_expressions.md). PUBLISHED_EXPRESSION_NETWORK is
 # the published encoder.
-MOLECULE_NETWORK = SequenceNetworkConfig()
+MOLECULE_NETWORK = SequenceNetworkConfig(decoder="gru")
 PUBLISHED_EXPRESSION_NETWORK = SequenceNetworkConfig(
     latent_dim=25, conv_filters=(2, 3, 4), conv_kernels=(2, 3, 4), hidden=100, gru_hidden=100, batch_norm=True
 )

@@ -19,6 +19,7 @@ from grammar_ae.training.run_settings import PlateauSchedule
 PUBLISHED_DATA = {"smiles": "zinc250k", "expressions": "expressions"}
 PUBLISHED_EPOCHS = {"smiles": 100, "expressions": 50}
 PUBLISHED_BATCH = {"smiles": 500, "expressions": 600}
+AUTOREGRESSIVE_BATCH = 128  # many small steps: what the autoregressive networks learn fastest with on CPUs
 SCHEDULE = PlateauSchedule(factor=0.2, patience=3, min_learning_rate=1e-4)
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.models.run import TrainedRun
-from grammar_ae.models.sequence.model import FAMILY, SequenceAutoEncoder, SequenceModelSpec
+from grammar_ae.models.sequence.model import FAMILY, SequenceModelSpec, StringAutoEncoder
 
 SPLIT_FILE = "split.npz"
 
@@ -25,7 +25,7 @@ class TrainedSequenceModel(TrainedRun):
 
     family = FAMILY
 
-    def build_model(self, spec: dict) -> SequenceAutoEncoder:
+    def build_model(self, spec: dict) -> StringAutoEncoder:
         self.spec = SequenceModelSpec.from_dict(spec)
         model = self.spec.build()
         self.grammar = model.codec.grammar
@@ -52,22 +52,9 @@ class TrainedSequenceModel(TrainedRun):
         generator = torch.Generator().manual_seed(seed)
         return self.model.decode_latents(z.float(), sample=sample, generator=generator)
 
-    @torch.no_grad()
-    def decode_samples(self, z: Tensor, samples_per_point: int, seed: int, chunk_rows: int = 2000) -> list[list[str | None]]:
-        """``samples_per_point`` Gumbel-max decodes of each row of ``z``.
-
-        The decoder is deterministic given z, so its logits are computed once per point and
-        only the masked sampling is repeated.
-        """
-        generator = torch.Generator().manual_seed(seed)
-        out: list[list[str | None]] = []
-        points_per_chunk = max(1, chunk_rows // samples_per_point)
-        for start in range(0, len(z), points_per_chunk):
-            logits = self.model.decode(z[start : start + points_per_chunk].float().to(self.device)).float()
-            repeated = logits.repeat_interleave(samples_per_point, dim=0)
-            strings = self.model.codec.decode(repeated, sample=True, generator=generator)
-            out.extend(strings[i : i + samples_per_point] for i in range(0, len(strings), samples_per_point))
-        return out
+    def decode_samples(self, z: Tensor, samples_per_point: int, seed: int) -> list[list[str | None]]:
+        """``samples_per_point`` sampled decodes of each row of ``z``."""
+        return self.model.decode_samples(z, samples_per_point, torch.Generator().manual_seed(seed))
 
     # -- data ---------------------------------------------------------------------------
     @cached_property

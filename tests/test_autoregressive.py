@@ -1,0 +1,203 @@
+"""Autoregressive sequence models: folding, token codecs, bucketed batches, decoding, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from grammar_ae.data.batches import BucketedBatchSource
+from grammar_ae.data.datasets import load_prepared
+from grammar_ae.decoding.autoregressive import decode_autoregressive
+from grammar_ae.errors import ConfigError, SequenceError
+from grammar_ae.grammar.cfg import Grammar
+from grammar_ae.grammar.folding import FoldedGrammar, unit_rules
+from grammar_ae.grammar.parser import Parser
+from grammar_ae.models.loading import load_run
+from grammar_ae.models.sequence.model import SequenceModelSpec
+from grammar_ae.models.sequence.networks import SequenceNetworkConfig
+from grammar_ae.models.sequence.presets import preset_objective
+from grammar_ae.models.sequence.tokens import CharacterTokens, GrammarTokens
+
+SMALL = {"latent_dim": 12, "embedding_dim": 16, "model_dim": 32, "encoder_dim": 16, "heads": 2}
+
+
+def small_model(decoder: str, grammar: str = "smiles", model: str = "grae", layers: int = 1):
+    g = Grammar.load(grammar)
+    preset, objective = preset_objective(model)
+    network = SequenceNetworkConfig(decoder=decoder, encoder=decoder, decoder_layers=layers, encoder_layers=layers, **SMALL)
+    alphabet = [" "] + sorted(set("".join(["CCO", "c1ccccc1", "N#N", "x+1*sin(x)"])))
+    spec = SequenceModelSpec(preset.representation, g.name, g.source, g.hash, network, objective, preset.name,
+                             alphabet=alphabet if preset.representation == "character" else [],
+                             length=30 if preset.representation == "character" else 0)
+    torch.manual_seed(0)
+    return spec.build().eval()
+
+
+def test_folding_is_exact_and_halves_the_decisions_on_zinc(zinc_smiles):
+    grammar = Grammar.load("smiles")
+    folded = FoldedGrammar.from_grammar(grammar)
+    parser = Parser(grammar)
+    strings = zinc_smiles[::500]  # 499 molecules
+    sequences = [parser.parse(s) for s in strings]
+    offsets = np.r_[0, np.cumsum([len(s) for s in sequences])]
+    tokens, token_offsets = folded.fold(np.concatenate(sequences), offsets)
+    # every token's path is unit rules then one other rule, starting from the token's symbol
+    unit = unit_rules(grammar)
+    for path in folded.paths[:-1]:
+        assert all(unit[r] for r in path[:-1]) and not unit[path[-1]]
+    lengths = np.diff(token_offsets)
+    assert lengths.sum() < 0.6 * offsets[-1]  # 130 rules -> 68 tokens on average on ZINC
+    padded = np.full((len(strings), lengths.max()), folded.padding_token)
+    for row in range(len(strings)):
+        padded[row, : lengths[row]] = tokens[token_offsets[row] : token_offsets[row + 1]]
+    rules = folded.unfold(padded)
+    for row, sequence in enumerate(sequences):
+        assert list(rules[row, : len(sequence)]) == list(sequence)
+        assert (rules[row, len(sequence) :] == grammar.padding_rule).all()
+    assert (folded.rule_counts(padded) == [len(s) for s in sequences]).all()
+
+
+def test_folding_refuses_a_sequence_that_stops_inside_a_unit_chain():
+    grammar = Grammar.load("smiles")
+    folded = FoldedGrammar.from_grammar(grammar)
+    with pytest.raises(SequenceError, match="unit productions"):
+        folded.fold(np.array([0]), np.array([0, 1]))  # smiles -> chain, then nothing
+
+
+@pytest.mark.parametrize("grammar, strings", [("smiles", ["CCO", "c1ccccc1C(=O)N", "[NH3+]CC"]),
+                                              ("expressions", ["x+1", "sin(x*x)/3", "exp(2)"])])
+def test_grammar_tokens_round_trip_strings(grammar, strings):
+    codec = GrammarTokens(Grammar.load(grammar))
+    tokens = codec.padded(strings)
+    valid = torch.ones(len(strings), dtype=torch.bool)
+    assert codec.strings(tokens, valid) == [codec.parser.tokenizer.normalize(s) for s in strings]
+    assert codec.strings(tokens, torch.tensor([True, False, True]))[1] is None
+
+
+def test_character_tokens_end_with_the_padding_character_and_round_trip():
+    codec = CharacterTokens(Grammar.load("smiles"), [" ", "C", "O", "c", "1", "(", ")", "="], 12)
+    tokens = codec.padded(["CCO", "c1ccccc1"])
+    assert tokens[0, :4].tolist() == [1, 1, 2, 0] and tokens[0, 4:].eq(codec.padding_token).all()
+    assert codec.strings(tokens, torch.ones(2, dtype=torch.bool)) == ["CCO", "c1ccccc1"]
+    assert codec.strings(codec.padded(["C(("]), torch.ones(1, dtype=torch.bool)) == [None]  # not grammatical
+
+
+def test_bucketed_batches_cover_the_items_once_and_pad_little():
+    lengths = np.random.default_rng(0).integers(5, 100, size=1000)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    flat = np.arange(offsets[-1]) % 50
+    source = BucketedBatchSource(flat, offsets, np.arange(1000), padding=99, pool_batches=16)
+    batches = list(source.batches(64, True, torch.Generator().manual_seed(0)))
+    assert len(batches) == 1000 // 64 and all(len(b) == 64 for b in batches)
+    real = sum(int((b != 99).sum()) for b in batches)
+    padded = sum(b.numel() for b in batches)
+    assert real / padded > 0.9  # length-sorted pools of 1,024 items: about 4 % padding here
+    again = list(source.batches(64, True, torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    ordered = list(source.batches(64, False, torch.Generator()))
+    assert sum(len(b) for b in ordered) == 1000
+    seen = sorted(int(b[i, 0]) for b in ordered for i in range(len(b)))  # first token of each item
+    assert seen == sorted(int(flat[o]) for o in offsets[:-1])
+
+
+@pytest.mark.parametrize("decoder, layers", [("gru", 1), ("gru", 2), ("transformer", 2)])
+def test_greedy_decoding_follows_the_teacher_forced_argmax(decoder, layers):
+    """The step-by-step decoder (recurrent state / key-value cache) and the teacher-forced pass
+    agree: along its own decode, every chosen token is the masked argmax of the full pass."""
+    model = small_model(decoder, layers=layers)
+    z = torch.randn(24, 12, generator=torch.Generator().manual_seed(1)) * 3
+    decoded = decode_autoregressive(model.decoder, z, model.codec.tables, 150)
+    tokens = decoded.rules
+    with torch.no_grad():
+        logits = model.decoder(z, tokens, model.token_lhs[tokens])
+    choice = logits.masked_fill(~model.sibling_masks[tokens], float("-inf")).argmax(-1)
+    real = tokens != model.codec.padding_token
+    assert torch.equal(choice[real], tokens[real])
+    strings = model.codec.strings(tokens, decoded.valid)
+    grammar_parser = Parser(Grammar.load("smiles"))
+    for text, ok in zip(strings, decoded.valid.tolist()):
+        assert (text is not None) == ok
+        if text is not None:
+            grammar_parser.parse(text)  # every finished decode is grammatical
+
+
+@pytest.mark.parametrize("decoder", ["gru", "transformer"])
+def test_encoder_ignores_padding(decoder):
+    model = small_model(decoder)
+    strings = ["CCO", "c1ccccc1CCN(C)C(=O)O", "C"]
+    together = model.encode_batch(strings).mu
+    alone = torch.cat([model.encode_batch([s]).mu for s in strings])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_reconstruction_loss_is_the_masked_cross_entropy_of_real_steps():
+    model = small_model("gru")
+    tokens = model.codec.padded(["CCO", "c1ccccc1"])
+    logits = torch.randn(*tokens.shape, model.codec.num_tokens)
+    loss = model.reconstruction(logits, tokens).loss
+    expected = 0.0
+    for row in range(len(tokens)):
+        for step in range(tokens.shape[1]):
+            target = int(tokens[row, step])
+            if target == model.codec.padding_token:
+                continue
+            allowed = model.codec.token_lhs == model.codec.token_lhs[target]
+            row_logits = logits[row, step][torch.as_tensor(allowed)]
+            position = int(np.flatnonzero(allowed).tolist().index(target))
+            expected += -torch.log_softmax(row_logits, 0)[position].item()
+    assert loss.item() == pytest.approx(expected / len(tokens), rel=1e-5)
+
+
+def test_network_settings_are_checked():
+    with pytest.raises(ConfigError, match="decoder 'lstm' is unknown"):
+        SequenceNetworkConfig(decoder="lstm")
+    with pytest.raises(ConfigError, match="multiple of heads"):
+        SequenceNetworkConfig(decoder="transformer", model_dim=30, heads=4)
+    SequenceNetworkConfig(decoder="gru", model_dim=30, heads=4)  # heads matter to Transformers only
+
+
+@pytest.fixture(scope="module")
+def molecule_file(tmp_path_factory, zinc_smiles):
+    path = tmp_path_factory.mktemp("data") / "molecules.smi"
+    path.write_text("\n".join(zinc_smiles[:400]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("grammar, decoder, model", [
+    ("smiles", "gru", "grae"), ("smiles", "transformer", "grae-gmm"), ("smiles", "gru", "cvae"),
+    ("expressions", "gru", "gvae"), ("expressions", "transformer", "gcvvae"), ("expressions", "published", "grae"),
+])
+def test_cli_trains_evaluates_samples_encodes_and_decodes(run_main, tmp_path, molecule_file, grammar, decoder, model):
+    data = molecule_file if grammar == "smiles" else "expressions-generated"
+    out = tmp_path / "run"
+    sizes = [f"network.{k}={v}" for k, v in SMALL.items()] + ["network.hidden=16", "network.gru_hidden=16"]
+    args = ["train", "--grammar", grammar, "--data", str(data), "--model", model, "--decoder", decoder,
+            "--epochs", "2", "--batch-size", "50", "--limit", "300", "--out", str(out), "--quiet"]
+    for setting in sizes:
+        args += ["--set", setting]
+    code, stdout, stderr = run_main(*args)
+    assert code == 0, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_spec"]["network"]["decoder"] == decoder
+    assert summary["config"]["cpu_autocast"] == (decoder != "published")
+    code, stdout, stderr = run_main("evaluate", str(out), "--json", "--items", "10", "--prior-samples", "10",
+                                    "--encode-samples", "1", "--decode-samples", "2", "--no-moses")
+    assert code == 0, stderr
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["held_out_items"] == 10 and 0 <= result["prior_validity"] <= 1
+    code, stdout, _ = run_main("sample", str(out), "-n", "4")
+    assert code == 0 and len(stdout.splitlines()) == 4
+    string = "CCO" if grammar == "smiles" else "x+1"
+    code, stdout, _ = run_main("encode", str(out), string)
+    assert code == 0 and len(stdout.split()) == 12
+    code, decoded, stderr = run_main("decode", str(out), "--input", str(_write(tmp_path / "z.txt", stdout)))
+    assert code == 0, stderr
+    assert len(decoded.splitlines()) == 1
+    run = load_run(out, "cpu")
+    assert run.decode(run.encode_means([string]))[0] == decoded.strip() or decoded.strip() == ""
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
