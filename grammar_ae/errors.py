@@ -4,6 +4,8 @@
 class GrammarAEError(Exception):
     """Base class of every error caused by the user's input or files."""
 
+    exit_code = 1  # the command's exit status when this error ends it
+
 
 class GrammarError(GrammarAEError):
     """A grammar file is missing, unreadable or not a usable CFG."""
@@ -31,3 +33,12 @@ class TrainingError(GrammarAEError):
 
 class ConfigError(GrammarAEError):
     """A configuration value or file is invalid."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped on a signal after saving a resumable checkpoint; the exit status is
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -106,7 +106,7 @@ def test_loss_decreases_and_run_files_are_complete(finished_run):
     rows = read_metrics(out_dir)
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
     assert set(rows[0]) == {
-        "epoch", "lr", "seconds", "train_loss", "train_rec", "train_kl", "val_loss", "val_rec", "val_kl",
+        "epoch", "lr", "seconds", "cpu_seconds", "train_loss", "train_rec", "train_kl", "val_loss", "val_rec", "val_kl",
     }
     assert float(rows[-1]["train_loss"]) < 0.8 * float(rows[0]["train_loss"])
     assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
@@ -144,7 +144,7 @@ def test_resume_ends_identical_to_an_uninterrupted_run(digits, tmp_path):
         assert torch.equal(tensor, resumed_state[name]), name
 
     def without_time(rows: list[dict]) -> list[dict]:
-        return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+        return [{key: value for key, value in row.items() if key not in ("seconds", "cpu_seconds")} for row in rows]
 
     assert without_time(read_metrics(tmp_path / "split")) == without_time(read_metrics(tmp_path / "straight"))
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 3

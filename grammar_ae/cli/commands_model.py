@@ -46,6 +46,7 @@ def train(
     settings: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set objective.beta=0.01 --set network.gru_hidden=128."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, metrics.csv, plots, summary.json)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly where it stopped."),
+    checkpoint_every: Optional[float] = typer.Option(None, "--checkpoint-every", help="Minutes between saves of an epoch in progress (default 10); Ctrl-C and SIGTERM also save one."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or interrupted run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -54,6 +55,7 @@ def train(
     cli = {
         "grammar": grammar, "dataset": dataset, "model": model, "regularizer": regularizer, "data": data,
         "split": split, "limit": limit, "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device,
+        "checkpoint_every": checkpoint_every,
         "objective": {k: v for k, v in objective_extras.items() if v is not None},
         "network": {"decoder": decoder} if decoder is not None else {},
     }

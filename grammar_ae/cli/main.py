@@ -34,7 +34,7 @@ def main() -> None:
         app(standalone_mode=False)
     except GrammarAEError as error:
         typer.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        sys.exit(error.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -56,6 +56,10 @@ class AutoEncoder(nn.Module, ABC):
         rec = self.reconstruction(decoded, batch)
         return self.objective(encoded, z, decoded, rec, decoder)
 
+    def forward(self, batch: Any) -> dict[str, Tensor]:
+        """The loss terms (what ``DistributedDataParallel`` calls)."""
+        return self.loss(batch)
+
     def before_training(self, batch_size: int) -> None:
         """Called once by the trainer before the first epoch (the GMM prior calibrates its weights)."""
         calibrate = getattr(self.objective, "calibrate", None)

@@ -1,24 +1,41 @@
-"""Pretrained models shipped by name: ``load_run`` turns a registered name (for example
-``zinc`` or ``expressions``) into the run directory the model's ``fetch`` provides, wherever
-the argument is not an existing path. None is registered yet."""
+"""Pretrained models shipped by name: ``load_run`` turns a registered name into the run
+directory the model's ``fetch`` provides, wherever the argument is not an existing path.
+
+The package ships ``zinc`` (molecules, ZINC-250k) and ``expressions`` (the 100k expression
+set) in ``data/models/<name>/``: a weights-only checkpoint (``best.pt``, float16), the
+training split (``split.npz``) and a card (``card.json``: the training command, data
+checksum, code version, CPU time and the metrics ``evaluate`` reproduces). ``fetch`` copies
+them once into the cache (``$GRAMMAR_AE_CACHE/models/<name>-<sha256 prefix>``), where
+evaluation can store its fitted samplers next to them. Their data sets are resolved by name
+as for any run (``$GRAMMAR_AE_DATA``, the cache, or a download).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from grammar_ae.data.sources import embedded_path
 from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.utils.download import cache_root
+from grammar_ae.utils.files import sha256_file
+
+CARD_FILE = "card.json"
+SHIPPED_FILES = ("best.pt", "split.npz", CARD_FILE)
 
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """``fetch`` returns the model's local run directory (downloading it into the cache first
-    where needed)."""
+    """``fetch`` returns the model's local run directory (copying or downloading it into the
+    cache first where needed); ``card`` describes it."""
 
     name: str
     fetch: Callable[[], Path]
     description: str = ""
+    card: dict = field(default_factory=dict)
 
 
 SHIPPED_MODELS: dict[str, ShippedModel] = {}
@@ -41,3 +58,33 @@ def resolve_run(path_or_name: str | Path) -> Path:
         names = f", nor a shipped model ({', '.join(sorted(SHIPPED_MODELS))})" if SHIPPED_MODELS else ""
         raise CheckpointError(f"{path}: no such checkpoint or run directory{names}")
     return Path(shipped.fetch())
+
+
+def packaged_model(directory: Path) -> ShippedModel:
+    """The shipped model whose files are in ``directory`` (inside the package)."""
+    card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
+
+    def fetch() -> Path:
+        digest = sha256_file(directory / "best.pt")[:12]
+        local = cache_root() / "models" / f"{directory.name}-{digest}"
+        if not (local / "best.pt").is_file():
+            staging = local.with_name(local.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            for name in SHIPPED_FILES:
+                shutil.copy2(directory / name, staging / name)
+            shutil.rmtree(local, ignore_errors=True)
+            staging.rename(local)
+        return local
+
+    return ShippedModel(directory.name, fetch, card.get("description", ""), card)
+
+
+def _register_packaged_models() -> None:
+    root = embedded_path("models")
+    if root.is_dir():
+        for directory in sorted(p for p in root.iterdir() if (p / CARD_FILE).is_file()):
+            register_shipped_model(packaged_model(directory))
+
+
+_register_packaged_models()

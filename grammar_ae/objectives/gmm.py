@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from grammar_ae.errors import ConfigError, TrainingError
 from grammar_ae.objectives.base import EncoderOutput, Objective, ReconstructionTerms, check_positive, check_weight
 from grammar_ae.objectives.gmm_prior import GMMPrior, cv_loss, ks_loss
+from grammar_ae.utils import distributed
 
 
 @dataclass
@@ -33,6 +34,11 @@ class GMMConfig:
 
 class GMMObjective(Objective):
     """The calibrated weights are buffers (``ks_weight``, ``cv_weight``), so they are checkpointed.
+
+    KS and CV are statistics of the batch: in data-parallel training they are computed on
+    the global batch (the codes of every process, gathered with their gradients), so N
+    processes of batch B / N optimise the loss of one process of batch B. Validation uses
+    each process's own batches.
 
     Validation progress is judged by the reconstruction term: the KS and CV terms carry
     weights of about 1 / (their value on prior samples), so on a finite validation batch
@@ -124,6 +130,8 @@ class GMMObjective(Objective):
                 "(or set ks_weight and cv_weight in the config)"
             )
         prior = self._ensure_prior(z.shape[1])
+        if self.training:  # data-parallel training: the statistics of the global batch
+            z = distributed.gather_rows(z)
         if z.shape[0] < 2:
             raise TrainingError(f"objective {self.name!r}: a batch needs at least 2 codes, got {z.shape[0]}")
         ks, cv = ks_loss(z, prior), cv_loss(z, prior)

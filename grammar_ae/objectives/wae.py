@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from grammar_ae.errors import TrainingError
 from grammar_ae.objectives.base import EncoderOutput, Objective, ReconstructionTerms, check_weight, total
+from grammar_ae.utils import distributed
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -49,6 +50,9 @@ class WAEConfig:
 
 
 class WAEObjective(Objective):
+    """MMD is a statistic of the batch: data-parallel training computes it on the global batch
+    (every process's codes, gathered with their gradients)."""
+
     config_class = WAEConfig
     standard_normal_prior: ClassVar[bool] = True
 
@@ -59,5 +63,7 @@ class WAEObjective(Objective):
     def forward(
         self, enc: EncoderOutput, z: Tensor, decoded: Tensor, rec: ReconstructionTerms, decoder: nn.Module
     ) -> dict[str, Tensor]:
+        if self.training:  # data-parallel training: the MMD of the global batch
+            z = distributed.gather_rows(z)
         mmd = imq_mmd(z, torch.randn_like(z))
         return total(rec, mmd=(self.config.mmd_weight, mmd))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,7 @@ def train_sequence_model(
         "parameters": count_parameters(model),
     }
     # bf16 autocast on the CPU for the autoregressive networks, whose matrix products dominate
-    trainer_config = replace(config.trainer_config(model.objective.validation_monitor), cpu_autocast=spec.network.autoregressive)
+    trainer_config = config.trainer_config(model.objective.validation_monitor, cpu_autocast=spec.network.autoregressive)
     trainer = Trainer(model, *sources, trainer_config, out_dir, spec.to_dict(), record, quiet=quiet)
     summary = trainer.fit(resume=resume, overwrite=overwrite)
     save_run_settings(out_dir, config, record)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.training.optimization import OPTIMIZERS, SCHEDULERS
 
-RESUMABLE_SETTINGS = ("epochs", "device")
+RESUMABLE_SETTINGS = ("epochs", "device", "checkpoint_every")
 """Settings a resumed run may change (trainer and run settings alike); every other one must match."""
 
 RENAMED_SETTINGS = {"mixed_precision": "autocast"}
@@ -30,7 +30,9 @@ class TrainerConfig:
     bf16 matrix units make it several times faster; off unless a model asks for it). ``monitor``
     names the validation term that drives reduce-on-plateau and picks the best checkpoint:
     ``loss`` (the whole objective) or one of its terms, e.g. ``rec`` when the regulariser's
-    terms are too noisy on validation batches to judge progress by.
+    terms are too noisy on validation batches to judge progress by. ``warmup_steps`` raises
+    the learning rate linearly over the first optimizer steps; ``checkpoint_every`` (minutes)
+    is how often an epoch in progress is saved to last.pt.
     """
 
     epochs: int
@@ -48,6 +50,8 @@ class TrainerConfig:
     cpu_autocast: bool = False
     grad_clip: float | None = None
     monitor: str = "loss"
+    warmup_steps: int = 0
+    checkpoint_every: float = 10.0
 
     def __post_init__(self) -> None:
         for name, known in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
@@ -63,6 +67,8 @@ class TrainerConfig:
             "min_learning_rate": 0 <= self.min_learning_rate <= self.learning_rate,
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,
             "monitor": bool(self.monitor),
+            "warmup_steps": self.warmup_steps >= 0,
+            "checkpoint_every": self.checkpoint_every > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -70,7 +76,8 @@ class TrainerConfig:
             raise ConfigError(
                 f"invalid trainer setting(s) {values}: need epochs, batch_size >= 1, learning_rate > 0, "
                 "weight_decay >= 0, 0 < plateau_factor < 1, plateau_patience >= 0, "
-                "0 <= min_learning_rate <= learning_rate, grad_clip > 0 or None, a monitor term name"
+                "0 <= min_learning_rate <= learning_rate, grad_clip > 0 or None, a monitor term name, "
+                "warmup_steps >= 0, checkpoint_every > 0 (minutes)"
             )
 
     def to_dict(self) -> dict:

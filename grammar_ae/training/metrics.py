@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 
 from grammar_ae.errors import TrainingError
+from grammar_ae.training.distributed import ProcessGroup
+from grammar_ae.utils import distributed
 
 
 @dataclass
@@ -35,6 +37,23 @@ class TermMeans:
         self._first_bad = torch.tensor(-1, device=device)
         self._bad_terms: Tensor | None = None
 
+    def state_dict(self) -> dict:
+        """What a mid-epoch checkpoint keeps of the running means."""
+        return {
+            "names": list(self.names),
+            "items": self.items,
+            "sums": None if self._sums is None else self._sums.cpu(),
+            "first_bad": self._first_bad.cpu(),
+            "bad_terms": None if self._bad_terms is None else self._bad_terms.cpu(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.names, self.items = list(state["names"]), int(state["items"])
+        self._first_bad = state["first_bad"].to(self.device)
+        if state["sums"] is not None:
+            self._sums = state["sums"].to(self.device)
+            self._bad_terms = state["bad_terms"].to(self.device)
+
     def add(self, terms: dict[str, Tensor], items: int, batch_index: int) -> None:
         if self._sums is None:
             if "loss" not in terms:
@@ -50,10 +69,17 @@ class TermMeans:
         self._first_bad = torch.where(first, batch_index, self._first_bad)
         self._bad_terms = torch.where(first, non_finite, self._bad_terms)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, group: ProcessGroup | None = None) -> Snapshot:
+        """The means so far; with a process group, over the batches of every process (every
+        process must call it then)."""
         if self._sums is None:
             return Snapshot({}, None, [])
-        packed = torch.cat([self._sums / self.items, self._first_bad.double().reshape(1), self._bad_terms.double()])
+        sums, items = self._sums, torch.tensor([float(self.items)], dtype=torch.float64, device=self.device)
+        first_bad, bad_terms = self._first_bad.double().reshape(1), self._bad_terms.double()
+        if group is not None and group.enabled:
+            sums, items, bad_terms = (distributed.sum_over_processes(t) for t in (sums, items, bad_terms))
+            first_bad = group.least_positive(first_bad)
+        packed = torch.cat([sums / items, first_bad, bad_terms])
         values = packed.tolist()
         count = len(self.names)
         first_bad = int(values[count])

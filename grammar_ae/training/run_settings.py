@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,6 +11,8 @@ from grammar_ae.utils.config_files import config_from_dict
 from grammar_ae.utils.files import atomic_write_json
 
 RUN_CONFIG_FILE = "config.json"
+ADDED_SETTINGS = ("optimizer", "scheduler", "warmup_steps", "mixed_precision")
+"""Run settings added after the first release (see ``RunSettings.identity``)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,9 @@ class RunSettings:
 
     ``grad_clip`` caps the gradient norm of every step; ``monitor`` is the validation term
     that schedules the learning rate and picks the best checkpoint (None: the objective's
-    own choice, the whole loss for most)."""
+    own choice, the whole loss for most). ``optimizer``, ``scheduler`` and ``warmup_steps``
+    are the trainer's (``TrainerConfig``); ``checkpoint_every`` is in minutes;
+    ``mixed_precision`` turns bf16 autocast on the CPU on or off (None: the model decides)."""
 
     kind: ClassVar[str] = "run"
     schedule: ClassVar[PlateauSchedule]
@@ -49,6 +53,11 @@ class RunSettings:
     objective: dict[str, Any] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
+    optimizer: str = "adam"
+    scheduler: str = "plateau"
+    warmup_steps: int = 0
+    checkpoint_every: float = 10.0
+    mixed_precision: bool | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
@@ -58,15 +67,25 @@ class RunSettings:
     def from_record(cls, identity: dict[str, Any], trainer_config: dict[str, Any]):
         """The settings of a trained run: its stored ``identity`` plus the resumable settings
         its trainer config holds."""
-        return cls(**identity, **{name: trainer_config[name] for name in RESUMABLE_SETTINGS})
+        defaults = {f.name: f.default for f in fields(cls)}
+        return cls(**identity, **{name: trainer_config.get(name, defaults[name]) for name in RESUMABLE_SETTINGS})
 
     def identity(self) -> dict[str, Any]:
-        """What must stay the same when the run is resumed (all but ``RESUMABLE_SETTINGS``)."""
-        return {name: value for name, value in asdict(self).items() if name not in RESUMABLE_SETTINGS}
+        """What must stay the same when the run is resumed (all but ``RESUMABLE_SETTINGS``).
 
-    def trainer_config(self, monitor: str) -> TrainerConfig:
+        Settings added since the first release are left out while they hold their defaults,
+        so runs saved before them resume with the same identity."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in RESUMABLE_SETTINGS and not (name in ADDED_SETTINGS and value == defaults[name])
+        }
+
+    def trainer_config(self, monitor: str, cpu_autocast: bool = False) -> TrainerConfig:
         """The trainer's settings for this run (call on resolved settings); ``monitor`` is the
-        objective's choice, used unless the run names one."""
+        objective's choice, used unless the run names one; ``cpu_autocast`` the model's choice
+        of bf16 autocast on the CPU, used unless the run sets ``mixed_precision``."""
         return TrainerConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -78,6 +97,11 @@ class RunSettings:
             device=self.device,
             grad_clip=self.grad_clip,
             monitor=self.monitor or monitor,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            warmup_steps=self.warmup_steps,
+            checkpoint_every=self.checkpoint_every,
+            cpu_autocast=cpu_autocast if self.mixed_precision is None else self.mixed_precision,
         )
 
 

@@ -16,6 +16,8 @@ from grammar_ae.objectives.base import EncoderOutput
 
 
 DECODERS = ("published", "gru", "transformer")
+AUTOREGRESSIVE_SETTINGS = ("decoder", "encoder", "embedding_dim", "model_dim", "decoder_layers", "encoder_dim",
+                           "encoder_layers", "heads")
 ENCODERS = ("gru", "transformer")
 
 
@@ -69,7 +71,12 @@ class SequenceNetworkConfig:
         return self.decoder != "published"
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The settings as stored in specs; the published networks' leave out the autoregressive
+        ones, so they are stored as before those existed."""
+        stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not self.autoregressive:
+            stored = {k: v for k, v in stored.items() if k not in AUTOREGRESSIVE_SETTINGS}
+        return stored
 
 
 # Molecules: the published sizes (about 5 M parameters). Expressions: the published sizes
