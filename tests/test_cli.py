@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from grammar_ae.cli.main import app
@@ -88,3 +89,27 @@ def test_every_command_has_help():
                     ["train"], ["evaluate"], ["sample"], ["encode"], ["decode"]):
         result = cli(*command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout, command
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "--epoch", "3"], "No such option: --epoch"),
+        (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+        (["evaluate"], "Missing argument 'run'"),
+        (["tran"], "No such command 'tran'. Did you mean 'train'?"),
+        (["data", "prepar"], "Did you mean 'prepare'?"),
+    ],
+)
+def test_usage_errors_are_click_messages_with_exit_2(run_main, arguments, message):
+    code, _, err = run_main(*arguments)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [line for line in err.splitlines() if message in line]
+
+
+def test_help_keeps_brackets_and_shows_no_metavar_for_flags(run_main):
+    code, out, _ = run_main("train", "--help")
+    assert code == 0 and "[objective] / [network] tables" in " ".join(out.split())
+    assert "<bool>" not in out and "-q, --quiet" in out
+    code, out, _ = run_main("sample", "--help")
+    assert code == 0 and "-n, --count" in out

@@ -114,7 +114,7 @@ def evaluate(
 
 def sample(
     run: Path = RUN_DIR,
-    n: int = typer.Option(10, "-n", help="Number of samples."),
+    n: int = typer.Option(10, "--count", "-n", help="Number of samples."),
     sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), gaussian or gmm (ex-post, fitted on training latents)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = DEVICE,
