@@ -113,3 +113,21 @@ def test_help_keeps_brackets_and_shows_no_metavar_for_flags(run_main):
     assert "<bool>" not in out and "-q, --quiet" in out
     code, out, _ = run_main("sample", "--help")
     assert code == 0 and "-n, --count" in out
+
+
+def test_parse_reads_gzip_and_a_byte_order_mark_and_fails_when_every_line_fails(tmp_path, run_main):
+    import gzip
+
+    source = tmp_path / "in.txt.gz"
+    source.write_bytes(gzip.compress("\ufeffsin(x)+1\nx*2\n".encode("utf-8")))
+    code, out, err = run_main("parse", "--grammar", "expressions", "--input", str(source))
+    assert code == 0 and all(out.splitlines()) and len(out.splitlines()) == 2, err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("foo\nbar\n")
+    code, out, err = run_main("parse", "--grammar", "expressions", "--input", str(bad))
+    assert code == 1 and out.splitlines() == ["", ""] and err.splitlines()[-1] == "error: all 2 lines failed"
+
+
+def test_unknown_data_lists_every_named_set(tmp_path, run_main):
+    code, _, err = run_main("data", "prepare", "--grammar", "expressions", "--input", "nope", "--output", str(tmp_path / "o"))
+    assert code == 1 and "zinc250k, expressions, moses-sample, expressions-generated" in err

@@ -12,6 +12,7 @@ import torch
 import typer
 
 from grammar_ae.cli.commands_grammar import GRAMMAR_HELP
+from grammar_ae.data.readers import read_text
 from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.utils.config_files import merge, parse_assignments, read_config_file
 
@@ -158,7 +159,7 @@ def decode(
 ) -> None:
     """Decode latent vectors (one per line) to strings; an empty line for an invalid decode."""
     loaded = load_sequence_run(run, device)
-    text = sys.stdin.read() if input_file is None or str(input_file) == "-" else _read(input_file)
+    text = sys.stdin.read() if input_file is None or str(input_file) == "-" else read_text(input_file)
     rows = [line.split() for line in text.splitlines() if line.strip()]
     try:
         z = torch.tensor(np.array(rows, dtype=np.float32))
@@ -168,13 +169,6 @@ def decode(
         raise DataError(f"latents have {z.shape[-1] if z.ndim == 2 else '?'} values per line; the model's latent size is {loaded.latent_dim}")
     for out in loaded.decode(z):
         typer.echo(out or "")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error})") from None
 
 
 def register(app: typer.Typer) -> None:
