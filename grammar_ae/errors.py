@@ -31,3 +31,7 @@ class TrainingError(GrammarAEError):
 
 class ConfigError(GrammarAEError):
     """A configuration value or file is invalid."""
+
+
+class OutputError(GrammarAEError):
+    """An output cannot be written (unwritable, full, or being written by another process)."""
