@@ -171,6 +171,7 @@ def test_cli_evaluate_json_and_sample_grid(tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     assert {*FID_KEYS, "precision", "recall", "clustering_accuracy", "feature_extractor"} <= printed.keys()
+    assert "warning: 15 held-out and 15 generated images: FID, precision and recall are unreliable below 1,000" in result.stderr
     result = runner.invoke(app, ["sample", str(tmp_path / "run"), "-n", "6", "--sampler", "gmm", "--out", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
     assert matplotlib.image.imread(tmp_path / "s.png").shape[:2] == (35, 52)  # 2 rows x 3 columns of 16 px
