@@ -131,3 +131,10 @@ def test_parse_reads_gzip_and_a_byte_order_mark_and_fails_when_every_line_fails(
 def test_unknown_data_lists_every_named_set(tmp_path, run_main):
     code, _, err = run_main("data", "prepare", "--grammar", "expressions", "--input", "nope", "--output", str(tmp_path / "o"))
     assert code == 1 and "zinc250k, expressions, moses-sample, expressions-generated" in err
+
+
+def test_a_failed_write_is_one_line(tmp_path, run_main):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run_main("data", "generate", "--count", "5", "--output", str(blocker / "out.txt"))
+    assert code == 1 and err == f"error: {blocker}: File exists\n"
