@@ -3,8 +3,12 @@ refused in one line that names the key, before anything is trained or written.""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from grammar_ae.errors import ConfigError
+from grammar_ae.evaluation.sequence import EvaluationConfig
 from grammar_ae.models.sequence.config import SequenceRunConfig
 from grammar_ae.utils.config_files import parse_assignments, read_config_file
 
@@ -53,3 +57,15 @@ def test_objective_numbers_in_exponent_form_train(run_main, tiny_train, tmp_path
     assert code == 0, err
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"l2_weight": 0.001' in summary and '"learning_rate": 0.002' in summary
+    assert re.fullmatch(rf"trained 1 epochs; best validation loss \d+(\.\d{{1,3}})? at epoch 1; run in {tmp_path / 'run'}\n", out)
+
+
+def test_impossible_counts_of_other_commands(run_main, tmp_path):
+    code, _, err = run_main("data", "generate", "--count", "0", "--output", str(tmp_path / "g.txt"))
+    assert code == 1 and err == "error: count 0: expected at least 1 string\n"
+    code, _, err = run_main("data", "prepare", "-g", "expressions", "--workers", "-1", "--output", str(tmp_path / "p"))
+    assert code == 2 and "Invalid value for '--workers'" in err
+    with pytest.raises(ConfigError, match="evaluation setting items=0: expected an integer >= 1"):
+        EvaluationConfig(items=0)
+    with pytest.raises(ConfigError, match="evaluation setting encode_samples='2': expected an integer"):
+        EvaluationConfig(encode_samples="2")

@@ -28,7 +28,7 @@ def prepare_command(
         "Default: the grammar's embedded set.",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the prepared arrays and summary."),
-    workers: int = typer.Option(0, help="Parser processes (0: every core)."),
+    workers: int = typer.Option(0, min=0, help="Parser processes (0: every core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Parse a data set into compact rule-index arrays; writes summary.json and skipped.tsv."""

@@ -74,10 +74,10 @@ def train(
         values.pop("split", None)
         values.setdefault("grammar", "smiles")
         summary = train_sequence_model(SequenceRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
-    best, monitor = summary.get("best_validation_loss"), summary["config"]["monitor"]
+    best, monitor = summary["best_validation_loss"], summary["config"]["monitor"]
     typer.echo(
-        f"trained {summary.get('epochs_run')} epochs; best validation {monitor} {best} "
-        f"at epoch {summary.get('best_epoch')}; run in {out}"
+        f"trained {summary['epochs_run']} epochs; best validation {monitor} {best:.4g} "
+        f"at epoch {summary['best_epoch']}; run in {out}"
     )
 
 

@@ -11,8 +11,10 @@ import torch
 
 from grammar_ae.chemistry import validity_check
 from grammar_ae.data.readers import read_strings
+from grammar_ae.errors import ConfigError
 from grammar_ae.evaluation.molecules import moses_metrics
 from grammar_ae.models.sequence.run import TrainedSequenceModel
+from grammar_ae.utils.config_files import check_types
 from grammar_ae.utils.progress import progress_bar, warn
 from grammar_ae.utils.provenance import provenance
 
@@ -31,6 +33,12 @@ class EvaluationConfig:
     reference: str | None = None  # molecules: SMILES file the MOSES metrics compare with (default: held-out data)
     reference_items: int = 10_000  # molecules: at most this many reference molecules
     moses: bool = True  # molecules: MOSES metrics of the prior samples
+
+    def __post_init__(self) -> None:
+        check_types(self, "evaluation setting")
+        for name in ("items", "encode_samples", "decode_samples", "prior_samples", "reference_items"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluation setting {name}={getattr(self, name)!r}: expected an integer >= 1")
 
 
 def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfig, progress: bool = True) -> dict:
