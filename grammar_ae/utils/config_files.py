@@ -27,6 +27,7 @@ _YAMLLoader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
+    """YAML text as data, numbers as written (see ``_YAMLLoader``)."""
     return yaml.load(text, Loader=_YAMLLoader)
 
 

@@ -42,13 +42,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def remove_interrupted_writes(directory: str | os.PathLike) -> list[Path]:
+def remove_interrupted_writes(directory: str | os.PathLike) -> None:
     """Delete the temporary files that interrupted atomic writes left in ``directory`` (call
-    only while no other process writes there); returns what was removed."""
-    found = [path for path in Path(directory).iterdir() if _TEMPORARY.match(path.name) and path.is_file()]
-    for path in found:
-        path.unlink(missing_ok=True)
-    return found
+    only while no other process writes there)."""
+    for path in Path(directory).iterdir():
+        if _TEMPORARY.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
