@@ -42,3 +42,7 @@ class TrainingInterrupted(TrainingError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class OutputError(GrammarAEError):
+    """An output cannot be written (unwritable, full, or being written by another process)."""

@@ -61,3 +61,18 @@ def zinc_smiles() -> list[str]:
 def expressions() -> list[str]:
     with gzip.open(shared_file("equation2_15_dataset.txt.gz"), "rt") as handle:
         return handle.read().splitlines()
+
+
+@pytest.fixture(scope="session")
+def tiny_train(tmp_path_factory, expressions) -> list[str]:
+    """``grammar-ae train`` arguments of a run that takes a second: 300 expressions, a tiny
+    published network, one epoch (``--set epochs=1``, which --epochs overrides) of batches of 50
+    (add ``--out``)."""
+    data = tmp_path_factory.mktemp("tiny-data") / "expressions.txt"
+    data.write_text("\n".join(expressions[:300]) + "\n")
+    network = {"latent_dim": 4, "hidden": 8, "gru_hidden": 8, "gru_layers": 1}
+    return [
+        "train", "--grammar", "expressions", "--data", str(data), "--model", "grae", "--decoder", "published",
+        "--set", "epochs=1", "--batch-size", "50", "--device", "cpu", "-q",
+        *[argument for key, value in network.items() for argument in ("--set", f"network.{key}={value}")],
+    ]

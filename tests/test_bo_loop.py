@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import json
 import os
@@ -18,10 +19,11 @@ from typer.testing import CliRunner
 from grammar_ae.bo.benchmark import benchmark_row, run_bo_benchmark, table_csv, table_markdown
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import BOConfig, run_bo
-from grammar_ae.bo.state import load_state
+from grammar_ae.bo.state import BOState, load_state
 from grammar_ae.bo.targets import TARGET_EXPRESSION, get_target, register_target
 from grammar_ae.cli import commands_optimize
-from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.errors import CheckpointError, ConfigError, OutputError
+from grammar_ae.utils.output_lock import hold_output_lock
 
 DATA = Path(os.environ.get("GRAMMAR_AE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 TARGET = "1 / 3 + x + sin( x * x )"
@@ -325,3 +327,31 @@ def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path
             assert widths[iteration] == expected
         latents = torch.cat([latents, points])
         scores += [p.observed for p in batch]
+
+
+def test_an_output_in_use_or_unwritable_is_refused_before_any_work(expressions, tmp_path):
+    model = ProjectionModel(expressions)
+    with hold_output_lock(tmp_path / "out"):
+        with pytest.raises(OutputError, match=rf"being written by another grammar-ae process \(PID {os.getpid()}\)"):
+            run_bo(model, CONFIG, tmp_path / "out", progress=False)
+        with pytest.raises(OutputError, match=rf"PID {os.getpid()}"):
+            run_bo_benchmark(model, "expression", [0], CONFIG, tmp_path / "out", progress=False)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutputError, match="cannot be written"):
+        run_bo(model, CONFIG, tmp_path / "a-file" / "out", progress=False)
+    assert model.decode_calls == 0
+
+
+def test_a_full_disk_says_how_many_iterations_are_kept(expressions, tmp_path, monkeypatch):
+    saves = []
+    original = BOState.save
+
+    def save_twice(state, out_dir):
+        saves.append(state.completed_iterations)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        original(state, out_dir)
+
+    monkeypatch.setattr(BOState, "save", save_twice)
+    with pytest.raises(OutputError, match="No space left on device.*state.json holds 1 iterations: make room, then continue with --resume"):
+        run_bo(ProjectionModel(expressions), CONFIG, tmp_path / "out", progress=False)

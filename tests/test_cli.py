@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from grammar_ae.cli.main import app
@@ -88,3 +89,52 @@ def test_every_command_has_help():
                     ["train"], ["evaluate"], ["sample"], ["encode"], ["decode"]):
         result = cli(*command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout, command
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "--epoch", "3"], "No such option: --epoch"),
+        (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+        (["evaluate"], "Missing argument 'run'"),
+        (["tran"], "No such command 'tran'. Did you mean 'train'?"),
+        (["data", "prepar"], "Did you mean 'prepare'?"),
+    ],
+)
+def test_usage_errors_are_click_messages_with_exit_2(run_main, arguments, message):
+    code, _, err = run_main(*arguments)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [line for line in err.splitlines() if message in line]
+
+
+def test_help_keeps_brackets_and_shows_no_metavar_for_flags(run_main):
+    code, out, _ = run_main("train", "--help")
+    assert code == 0 and "[objective] / [network] tables" in " ".join(out.split())
+    assert "<bool>" not in out and "-q, --quiet" in out
+    code, out, _ = run_main("sample", "--help")
+    assert code == 0 and "-n, --count" in out
+
+
+def test_parse_reads_gzip_and_a_byte_order_mark_and_fails_when_every_line_fails(tmp_path, run_main):
+    import gzip
+
+    source = tmp_path / "in.txt.gz"
+    source.write_bytes(gzip.compress("\ufeffsin(x)+1\nx*2\n".encode("utf-8")))
+    code, out, err = run_main("parse", "--grammar", "expressions", "--input", str(source))
+    assert code == 0 and all(out.splitlines()) and len(out.splitlines()) == 2, err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("foo\nbar\n")
+    code, out, err = run_main("parse", "--grammar", "expressions", "--input", str(bad))
+    assert code == 1 and out.splitlines() == ["", ""] and err.splitlines()[-1] == "error: all 2 lines failed"
+
+
+def test_unknown_data_lists_every_named_set(tmp_path, run_main):
+    code, _, err = run_main("data", "prepare", "--grammar", "expressions", "--input", "nope", "--output", str(tmp_path / "o"))
+    assert code == 1 and "zinc250k, expressions, moses-sample, expressions-generated" in err
+
+
+def test_a_failed_write_is_one_line(tmp_path, run_main):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run_main("data", "generate", "--count", "5", "--output", str(blocker / "out.txt"))
+    assert code == 1 and err == f"error: {blocker}: File exists\n"

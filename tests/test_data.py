@@ -149,3 +149,14 @@ def test_generator_is_deterministic_and_respects_the_bounds():
 def test_generated_expression_set_is_cached():
     path = generated_expressions()
     assert path == generated_expressions() and len(path.read_text().splitlines()) == 100_000
+
+
+def test_prepare_skips_lines_no_parser_can_finish(tmp_path, monkeypatch):
+    monkeypatch.setattr("grammar_ae.grammar.parser.CHART_SECONDS", 0.01, raising=False)
+    source = tmp_path / "long.smi"
+    source.write_text("CCO\n" + "C" * 600 + "\n" + "C1=CC=C(C=C1)" * 30 + "C(\nc1ccccc1\n")
+    prepare(source, SMILES, tmp_path / "out", workers=1, progress=False)
+    skipped = (tmp_path / "out" / "skipped.tsv").read_text().splitlines()[1:]
+    reasons = {row.split("\t")[0]: row.split("\t")[2] for row in skipped}
+    assert set(reasons) == {"2", "3"}
+    assert "600 tokens" in reasons["2"] and "no derivation found" in reasons["3"]

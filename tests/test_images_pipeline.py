@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 
 import matplotlib.image
@@ -14,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from grammar_ae.cli.commands_images import register_benchmarks
-from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.errors import CheckpointError, ConfigError, OutputError
 from grammar_ae.evaluation.image_features import extract_features
 from grammar_ae.evaluation.image_metrics import clustering_accuracy, precision_recall
 from grammar_ae.evaluation.images import feature_extractor
@@ -27,6 +28,7 @@ from grammar_ae.models.loading import load_run
 from grammar_ae.objectives import OBJECTIVES
 from grammar_ae.pipelines.train_images import train_image_model
 from grammar_ae.training import load_checkpoint, save_checkpoint
+from grammar_ae.utils.output_lock import hold_output_lock
 from tests.conftest import shared_file
 
 TINY = {"width": 1 / 32, "latent_dim": 10}
@@ -169,6 +171,7 @@ def test_cli_evaluate_json_and_sample_grid(tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     assert {*FID_KEYS, "precision", "recall", "clustering_accuracy", "feature_extractor"} <= printed.keys()
+    assert "warning: 15 held-out and 15 generated images: FID, precision and recall are unreliable below 1,000" in result.stderr
     result = runner.invoke(app, ["sample", str(tmp_path / "run"), "-n", "6", "--sampler", "gmm", "--out", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
     assert matplotlib.image.imread(tmp_path / "s.png").shape[:2] == (35, 52)  # 2 rows x 3 columns of 16 px
@@ -215,6 +218,9 @@ def test_benchmark_command_writes_the_table(tmp_path):
     assert (tmp_path / "gmm" / "evaluation.json").stat().st_mtime_ns == stored
     result = CliRunner().invoke(app, [*common, "--models", "ae", "vqvae"])
     assert isinstance(result.exception, ConfigError) and "'vqvae' is unknown" in str(result.exception)
+    with hold_output_lock(tmp_path):
+        result = CliRunner().invoke(app, [*common, "--models", "ae"])
+    assert isinstance(result.exception, OutputError) and f"PID {os.getpid()}" in str(result.exception)
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))

@@ -1,6 +1,8 @@
 """Parser and its inverse: exact round trips, determinism, errors."""
 
 import random
+import time
+from pathlib import Path
 
 import nltk
 import numpy as np
@@ -135,3 +137,30 @@ def test_bad_sequences(expression_parser, sequence, message):
 
 def test_padding_after_the_end_is_accepted(expression_parser):
     assert expression_parser.unparse([3, 7, 11, 11, 11]) == "x"
+
+
+
+@pytest.fixture(scope="module")
+def long_expression_parser(tmp_path_factory):
+    """The expression grammar with room for strings of thousands of tokens."""
+    path = tmp_path_factory.mktemp("grammar") / "long.cfg"
+    text = (Path(__file__).resolve().parents[1] / "grammars" / "expressions.cfg").read_text()
+    path.write_text(text.replace("max_length=15", "max_length=100000"))
+    return Parser(Grammar.load(str(path)))
+
+
+def test_strings_beyond_4096_tokens_parse(long_expression_parser):
+    text = "x+" * 2100 + "((x))"  # the inner parenthesis once met another symbol's memo entry
+    assert long_expression_parser.unparse(long_expression_parser.parse(text)) == text
+
+
+def test_every_string_gets_a_verdict_in_bounded_time(smiles_parser, long_expression_parser, monkeypatch):
+    with pytest.raises(ParseError, match="600 tokens, more than the smiles grammar's max length 277 can derive"):
+        smiles_parser.parse("C" * 600)
+    with pytest.raises(ParseError, match="nested too deeply"):
+        long_expression_parser.parse("(" * 3000 + "x" + ")" * 3000)
+    monkeypatch.setattr("grammar_ae.grammar.parser.CHART_SECONDS", 0.01, raising=False)
+    started = time.perf_counter()
+    with pytest.raises(ParseError, match="no derivation found in 0.01 s"):
+        smiles_parser.parse("C1=CC=C(C=C1)" * 30 + "C(")  # fails top-down; the chart parser runs out of time
+    assert time.perf_counter() - started < 1

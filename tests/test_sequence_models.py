@@ -196,3 +196,13 @@ def test_cli_train_with_config_file_and_overrides(tmp_path, expression_file):
     yaml_config.write_text("colour: red\n")
     bad = runner.invoke(app, ["train", "--config", str(yaml_config), "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "colour" in str(bad.exception)
+
+
+def test_evaluate_warns_about_fewer_held_out_items_and_collapsed_samples(trained_runs, monkeypatch, capsys):
+    model = load_run(trained_runs["grae"][0], "cpu")
+    monkeypatch.setattr(model, "decode", lambda z: ["x*2"] * len(z))  # every sample the same string
+    evaluate_sequence_model(model, EvaluationConfig(items=1000, prior_samples=20), progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings[0] == "warning: the run holds 100 held-out items; reconstruction uses them all, not 1,000"
+    assert warnings[1:] == [f"warning: {kind} samples collapse: uniqueness 0.05 (distinct among the valid ones)"
+                            for kind in ("prior", "gaussian", "gmm")]

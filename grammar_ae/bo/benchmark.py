@@ -7,7 +7,8 @@ found over all seeds; for a target with a known optimum, in how many seeds a pro
 as well as it (``target_found_seeds``, None otherwise); the fraction of proposals that decode
 to a string already known (``duplicate_fraction``); and the best string that was new, in
 neither the data nor an earlier proposal (``best_new``). Each seed's run lives in ``OUT/seed_<s>``
-and is resumed if present, so an interrupted benchmark continues where it stopped.
+and is resumed if present, so an interrupted benchmark continues where it stopped; ``OUT`` is
+locked while the benchmark writes it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from grammar_ae.bo.results import compact
 from grammar_ae.bo.targets import Target, get_target
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.files import atomic_write_json, atomic_write_text
+from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.provenance import provenance
 
 
@@ -117,15 +119,16 @@ def run_bo_benchmark(
     if not seeds:
         raise ConfigError("the BO benchmark needs at least one seed")
     out_dir = Path(out_dir)
-    summaries = [
-        run_bo(model, replace(config, target=target, seed=seed), out_dir / f"seed_{seed}", resume=True, progress=progress)
-        for seed in seeds
-    ]
-    row = benchmark_row(summaries, get_target(target), label)
-    atomic_write_text(out_dir / "bo_benchmark.csv", table_csv(row))
-    atomic_write_text(out_dir / "bo_benchmark.md", table_markdown(row))
-    atomic_write_json(out_dir / "bo_benchmark.json", {
-        **row, "config": summaries[0]["config"], "checkpoint_sha256": model.checkpoint_sha256,
-        "provenance": provenance(),
-    })
+    with hold_output_lock(out_dir):
+        summaries = [
+            run_bo(model, replace(config, target=target, seed=seed), out_dir / f"seed_{seed}", resume=True, progress=progress)
+            for seed in seeds
+        ]
+        row = benchmark_row(summaries, get_target(target), label)
+        atomic_write_text(out_dir / "bo_benchmark.csv", table_csv(row))
+        atomic_write_text(out_dir / "bo_benchmark.md", table_markdown(row))
+        atomic_write_json(out_dir / "bo_benchmark.json", {
+            **row, "config": summaries[0]["config"], "checkpoint_sha256": model.checkpoint_sha256,
+            "provenance": provenance(),
+        })
     return row

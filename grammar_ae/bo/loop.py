@@ -26,12 +26,13 @@ from grammar_ae.bo.acquisition import AcquisitionConfig, propose
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.results import compact, write_outputs
 from grammar_ae.bo.scoring import score_many
-from grammar_ae.bo.state import BOState, Proposal, load_state, stage_seed
+from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, stage_seed
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.bo.trust_region import TrustRegionConfig, TrustRegionState, trust_region_bounds
-from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.errors import CheckpointError, ConfigError, OutputError
 from grammar_ae.utils.device import resolve_device
+from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
 
 SAMPLES_PER_POINT = {"smiles": 500}  # any other grammar: DEFAULT_SAMPLES_PER_POINT
@@ -176,16 +177,26 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
 
 
 def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) latent-space BO and return the summary; see the module docstring."""
+    """Run (or resume) latent-space BO and return the summary; see the module docstring.
+    ``out_dir`` is locked while the run writes it."""
     config.validate()
     target = get_target(config.target)
     check_target_grammar(target, model.grammar_name)
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
-    state = _resumed_state(out_dir, config, model, resume)
-    if state.completed_iterations >= config.iterations:
-        summary_path = out_dir / "summary.json"
-        return json.loads(summary_path.read_text()) if summary_path.is_file() else write_outputs(out_dir, state, target)
+    with hold_output_lock(out_dir):
+        state = _resumed_state(out_dir, config, model, resume)
+        if state.completed_iterations >= config.iterations:
+            summary_path = out_dir / "summary.json"
+            return json.loads(summary_path.read_text()) if summary_path.is_file() else write_outputs(out_dir, state, target)
+        return _iterate(model, target, config, state, out_dir, device, progress)
+
+
+def _iterate(
+    model: LatentModel, target: Target, config: BOConfig, state: BOState, out_dir: Path, device: torch.device,
+    progress: bool,
+) -> dict:
+    """The remaining iterations, saving the state and the outputs after each."""
     unit_box = torch.stack([torch.zeros(model.latent_dim), torch.ones(model.latent_dim)]).to(device, torch.float64)
     with progress_bar("BO iterations", config.iterations, enabled=progress) as advance:
         advance(state.completed_iterations, status=f"encoding and scoring the training strings ({target.name})")
@@ -196,8 +207,15 @@ def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bo
             advance(0, status=f"best so far {best} | iteration {iteration}: fit, acquire, decode, score")
             _run_iteration(iteration, model, target, config, data, state, unit_box, device)
             state.completed_iterations = iteration
-            state.save(out_dir)
-            summary = write_outputs(out_dir, state, target)
+            try:
+                state.save(out_dir)
+                summary = write_outputs(out_dir, state, target)
+            except OSError as error:
+                saved = load_state(out_dir)
+                raise OutputError(
+                    f"writing to {out_dir} failed ({error.strerror or error}); {STATE_FILE} holds "
+                    f"{saved.completed_iterations if saved else 0} iterations: make room, then continue with --resume"
+                ) from None
             best = "-" if summary["best_so_far"][-1] is None else f"{summary['best_so_far'][-1]:.4f}"
             advance(1, status=f"best so far {best}")
     return summary

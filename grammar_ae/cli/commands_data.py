@@ -14,6 +14,7 @@ from grammar_ae.data.generate import generate_strings
 from grammar_ae.data.prepare import prepare
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.utils.files import atomic_write_text
+from grammar_ae.utils.output_lock import hold_output_lock
 
 data_app = typer.Typer(help="Prepare and generate data sets.", no_args_is_help=True)
 
@@ -27,13 +28,14 @@ def prepare_command(
         "Default: the grammar's embedded set.",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the prepared arrays and summary."),
-    workers: int = typer.Option(0, help="Parser processes (0: every core)."),
+    workers: int = typer.Option(0, min=0, help="Parser processes (0: every core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Parse a data set into compact rule-index arrays; writes summary.json and skipped.tsv."""
     loaded = Grammar.load(grammar)
     path = resolve_input(input_data, loaded)
-    prepared = prepare(path, loaded, output, workers=workers or None, progress=not quiet)
+    with hold_output_lock(output):
+        prepared = prepare(path, loaded, output, workers=workers or None, progress=not quiet)
     keys = ("input", "total", "parsed", "skipped", "max_length", "seconds", "bytes_in_memory", "grammar_hash")
     typer.echo(json.dumps({k: prepared.summary[k] for k in keys}))
 

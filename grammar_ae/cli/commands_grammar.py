@@ -8,10 +8,12 @@ from typing import Optional
 
 import typer
 
-from grammar_ae.errors import GrammarAEError
+from grammar_ae.data.readers import read_text
+from grammar_ae.errors import DataError, GrammarAEError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.parser import Parser
 
+BYTE_ORDER_MARK = "\ufeff"
 GRAMMAR_HELP = "Built-in grammar (smiles, expressions) or a grammar file (.cfg)."
 
 grammar_app = typer.Typer(help="Inspect grammars.", no_args_is_help=True)
@@ -44,16 +46,13 @@ def _lines(values: list[str], input_file: Optional[Path]) -> list[str]:
         if not values:
             raise typer.BadParameter("nothing to do: give strings as arguments or --input FILE")
         return values
-    if str(input_file) == "-":
-        return sys.stdin.read().splitlines()
-    try:
-        return input_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise GrammarAEError(f"{input_file}: cannot be read ({error})") from None
+    text = sys.stdin.read() if str(input_file) == "-" else read_text(input_file)
+    return text.removeprefix(BYTE_ORDER_MARK).splitlines()
 
 
 def _convert_each(lines: list[str], convert, from_file: bool) -> None:
-    """Print one output line per input line; with a file, a bad line prints an empty line."""
+    """Print one output line per input line; with a file, a bad line prints an empty line, and
+    a file whose every line fails is an error."""
     failures = 0
     for number, line in enumerate(lines, start=1):
         try:
@@ -64,6 +63,8 @@ def _convert_each(lines: list[str], convert, from_file: bool) -> None:
             failures += 1
             typer.echo("")
             typer.echo(f"line {number}: {error}", err=True)
+    if failures and failures == len(lines):
+        raise DataError(f"all {failures} lines failed")
     if failures:
         typer.echo(f"{failures} of {len(lines)} lines failed", err=True)
 

@@ -12,6 +12,7 @@ import torch
 import typer
 
 from grammar_ae.cli.commands_grammar import GRAMMAR_HELP
+from grammar_ae.data.readers import read_text
 from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.utils.config_files import merge, parse_assignments, read_config_file
 
@@ -75,10 +76,10 @@ def train(
         values.pop("split", None)
         values.setdefault("grammar", "smiles")
         summary = train_sequence_model(SequenceRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
-    best, monitor = summary.get("best_validation_loss"), summary["config"]["monitor"]
+    best, monitor = summary["best_validation_loss"], summary["config"]["monitor"]
     typer.echo(
-        f"trained {summary.get('epochs_run')} epochs; best validation {monitor} {best} "
-        f"at epoch {summary.get('best_epoch')}; run in {out}"
+        f"trained {summary['epochs_run']} epochs; best validation {monitor} {best:.4g} "
+        f"at epoch {summary['best_epoch']}; run in {out}"
     )
 
 
@@ -116,7 +117,7 @@ def evaluate(
 
 def sample(
     run: Path = RUN_DIR,
-    n: int = typer.Option(10, "-n", help="Number of samples."),
+    n: int = typer.Option(10, "--count", "-n", help="Number of samples."),
     sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), gaussian or gmm (ex-post, fitted on training latents)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = DEVICE,
@@ -160,7 +161,7 @@ def decode(
 ) -> None:
     """Decode latent vectors (one per line) to strings; an empty line for an invalid decode."""
     loaded = load_sequence_run(run, device)
-    text = sys.stdin.read() if input_file is None or str(input_file) == "-" else _read(input_file)
+    text = sys.stdin.read() if input_file is None or str(input_file) == "-" else read_text(input_file)
     rows = [line.split() for line in text.splitlines() if line.strip()]
     try:
         z = torch.tensor(np.array(rows, dtype=np.float32))
@@ -170,13 +171,6 @@ def decode(
         raise DataError(f"latents have {z.shape[-1] if z.ndim == 2 else '?'} values per line; the model's latent size is {loaded.latent_dim}")
     for out in loaded.decode(z):
         typer.echo(out or "")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error})") from None
 
 
 def register(app: typer.Typer) -> None:

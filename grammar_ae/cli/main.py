@@ -14,6 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: brackets in help texts stay as written
 )
 
 
@@ -29,23 +30,23 @@ _register_commands()
 
 
 def main() -> None:
-    """Run the CLI; input errors become one line on stderr and exit code 1."""
+    """Run the CLI. Click prints usage errors (exit 2) and handles Ctrl-C (exit 130); input
+    errors and failed reads or writes are one line on stderr and exit 1 (an interrupted
+    training run: 130 or 143, after saving a resumable checkpoint)."""
     try:
-        app(standalone_mode=False)
+        app()
     except GrammarAEError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors and aborts
-        import click
+        _fail(str(error), error.exit_code)
+    except OSError as error:
+        _fail(_describe(error))
 
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+def _fail(message: str, exit_code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
+def _describe(error: OSError) -> str:
+    """``path: reason`` of a failed read or write, without Python's errno prefix."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason

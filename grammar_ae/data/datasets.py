@@ -6,13 +6,12 @@ from pathlib import Path
 
 from grammar_ae.data.generate import generate_strings
 from grammar_ae.data.prepare import PreparedData, prepare_cached
-from grammar_ae.data.sources import DATA_SOURCES, DEFAULT_DATA, resolve_data
+from grammar_ae.data.sources import DATA_SOURCES, DEFAULT_DATA, GENERATED_EXPRESSIONS, resolve_data
 from grammar_ae.utils.download import cache_root
 from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.utils.files import atomic_write_text
 
-GENERATED_EXPRESSIONS = "expressions-generated"
 GENERATED_COUNT = 100_000
 GENERATED_RULES = (8, 15)
 

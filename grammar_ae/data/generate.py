@@ -39,6 +39,8 @@ def generate_strings(
     max_draws_per_string: int = 1000,
 ) -> list[str]:
     """``count`` distinct strings with ``min_rules`` to ``max_rules`` productions each."""
+    if count < 1:
+        raise ConfigError(f"count {count}: expected at least 1 string")
     max_rules = max_rules or grammar.max_length
     if max_rules > grammar.max_length:
         raise ConfigError(f"max_rules {max_rules} exceeds the grammar's max length {grammar.max_length}")

@@ -36,7 +36,7 @@ def read_strings(path: str | Path, column: str | None = None) -> StringRecords:
       their inner spaces).
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
         records = _read_csv(path, text, column)
@@ -48,7 +48,10 @@ def read_strings(path: str | Path, column: str | None = None) -> StringRecords:
     return records
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file, gzipped or not, without a byte-order mark; DataError when it
+    cannot be read."""
+    path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
@@ -57,7 +60,7 @@ def _read_text(path: Path) -> str:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
     except UnicodeDecodeError as error:

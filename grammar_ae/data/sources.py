@@ -16,7 +16,6 @@ from grammar_ae.errors import DataError
 from grammar_ae.utils.download import RemoteFile, cache_root, download
 
 
-
 @dataclass(frozen=True)
 class DataSource:
     name: str
@@ -52,7 +51,10 @@ DATA_SOURCES: dict[str, DataSource] = {
     ),
 }
 
-DEFAULT_DATA = {"smiles": "moses-sample", "expressions": "expressions-generated"}
+GENERATED_EXPRESSIONS = "expressions-generated"
+"""The embedded expression set, drawn from the grammar (``grammar_ae.data.datasets``)."""
+
+DEFAULT_DATA = {"smiles": "moses-sample", "expressions": GENERATED_EXPRESSIONS}
 
 
 def embedded_path(file_name: str) -> Path:
@@ -73,7 +75,7 @@ def resolve_data(name_or_path: str | Path, download: bool = True) -> Path:
     if source is None:
         path = Path(key)
         if not path.exists():
-            known = ", ".join(DATA_SOURCES)
+            known = ", ".join([*DATA_SOURCES, GENERATED_EXPRESSIONS])
             raise DataError(f"data {key!r}: no such file, and not a named data set ({known})")
         return path
     if source.url is None:

@@ -39,10 +39,12 @@ from grammar_ae.models.image.interpolation import slerp
 from grammar_ae.models.image.run import TrainedImageModel
 from grammar_ae.utils.config_files import config_from_dict
 from grammar_ae.utils.download import cache_root
-from grammar_ae.utils.progress import progress_bar
+from grammar_ae.utils.progress import progress_bar, warn
 from grammar_ae.utils.provenance import provenance
 
 MAX_SAMPLES = 10_000
+RELIABLE_IMAGES = 1_000
+"""Fewer held-out or generated images than this make the evaluation warn that its numbers mean little."""
 
 
 @dataclass
@@ -98,6 +100,11 @@ def evaluate_image_run(run: TrainedImageModel, options: dict[str, Any] | None = 
     objective = run.model.objective.name
     validation = run.data.validation
     count = config.samples or min(len(validation), MAX_SAMPLES)
+    if min(len(validation), count) < RELIABLE_IMAGES:
+        warn(
+            f"{len(validation):,} held-out and {count:,} generated images: FID, precision and recall "
+            f"are unreliable below {RELIABLE_IMAGES:,} images each"
+        )
     rng = np.random.default_rng(config.seed)
     gmm_fit = {"components": config.gmm_components, "seed": config.seed}
     two_stage_fit = {"epochs": config.two_stage_epochs, "seed": config.seed}

@@ -11,12 +11,16 @@ import torch
 
 from grammar_ae.chemistry import validity_check
 from grammar_ae.data.readers import read_strings
+from grammar_ae.errors import ConfigError
 from grammar_ae.evaluation.molecules import moses_metrics
 from grammar_ae.models.sequence.run import TrainedSequenceModel
-from grammar_ae.utils.progress import progress_bar
+from grammar_ae.utils.config_files import check_types
+from grammar_ae.utils.progress import progress_bar, warn
 from grammar_ae.utils.provenance import provenance
 
 STOCHASTIC_OBJECTIVES = {"vae", "cvvae", "2svae", "ar-elbo"}
+COLLAPSED_UNIQUENESS = 0.1
+"""Below this fraction of distinct valid samples, evaluate warns that the samples collapse."""
 
 
 @dataclass
@@ -30,6 +34,12 @@ class EvaluationConfig:
     reference_items: int = 10_000  # molecules: at most this many reference molecules
     moses: bool = True  # molecules: MOSES metrics of the prior samples
 
+    def __post_init__(self) -> None:
+        check_types(self, "evaluation setting")
+        for name in ("items", "encode_samples", "decode_samples", "prior_samples", "reference_items"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluation setting {name}={getattr(self, name)!r}: expected an integer >= 1")
+
 
 def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
@@ -37,6 +47,8 @@ def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfi
     held_out = model.validation_strings()
     if len(held_out) > config.items:
         held_out = [held_out[i] for i in np.sort(rng.choice(len(held_out), config.items, replace=False))]
+    elif len(held_out) < config.items:
+        warn(f"the run holds {len(held_out):,} held-out items; reconstruction uses them all, not {config.items:,}")
     training = set(model.training_strings())
     valid = validity_check(model.grammar_name)
     result = {
@@ -53,7 +65,10 @@ def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfi
     for kind in ("prior", "gaussian", "gmm"):
         z = model.sampler(kind).sample(config.prior_samples, torch.Generator().manual_seed(config.seed))
         samples[kind] = model.decode(z)
-        result.update({f"{kind}_{k}": v for k, v in sample_quality(samples[kind], training, valid).items()})
+        quality = sample_quality(samples[kind], training, valid)
+        if quality["validity"] > 0 and quality["uniqueness"] < COLLAPSED_UNIQUENESS:
+            warn(f"{kind} samples collapse: uniqueness {quality['uniqueness']:.3g} (distinct among the valid ones)")
+        result.update({f"{kind}_{k}": v for k, v in quality.items()})
     result["prior_sampler"] = "training prior" if model.prior_sampler() is not None else "fitted gaussian"
     result["uniqueness"], result["novelty"] = result["prior_uniqueness"], result["prior_novelty"]
     if model.grammar_name == "smiles" and config.moses:

@@ -5,7 +5,9 @@ with one-token lookahead to skip alternatives that cannot start at a position an
 direct left recursion (``chain -> chain branched_atom``) parsed by growing a seed.
 Where the grammar is ambiguous it prefers the longest match and then the earlier rule,
 so every string gets the same derivation every time. If that preference fails on a
-string that the grammar does derive, NLTK's chart parser is used for that string.
+string that the grammar does derive, NLTK's chart parser is used for that string, for at most
+``CHART_SECONDS``. A string with more tokens than the grammar's max length can derive is refused
+before parsing, so every string gets a verdict in bounded time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from grammar_ae.grammar.cfg import PADDING_SYMBOL, Grammar
 from grammar_ae.grammar.tokenize import Tokenizer
 
 _END = -1  # lookahead id past the last token
+CHART_SECONDS = 2.0
+"""Time limit of the chart-parser fallback for one string."""
 
 # A parse-tree node is a tuple (rule index, child node, child node, ...) holding only the
 # non-terminal children; its pre-order walk is the leftmost derivation.
@@ -86,15 +90,25 @@ class Parser:
             for symbol, alts in enumerate(base)
         ]
         self._start = self._symbols[g.start]
+        terminals_per_rule = max(sum(rule.is_terminal) for rule in g.rules)
+        self._max_tokens = g.max_length * terminals_per_rule  # every production yields at most this many
 
     # -- parsing -----------------------------------------------------------------------------
     def parse(self, text: str) -> np.ndarray:
         """The leftmost derivation of ``text`` as rule indices (no padding)."""
         tokens = self.tokenizer.tokenize(text)
+        if len(tokens) > self._max_tokens:
+            raise ParseError(
+                f"{text[:40]!r}...: {len(tokens)} tokens, more than the {self.grammar.name} grammar's "
+                f"max length {self.grammar.max_length} can derive"
+            )
         ids = [self._terminal_id[t] for t in tokens]
         memo: dict[int, tuple[int, Node] | None] = {}
         furthest = [0]
-        result = self._symbol(self._start, 0, ids, memo, furthest)
+        try:
+            result = self._symbol(self._start, 0, ids, memo, furthest)
+        except RecursionError:
+            raise ParseError(f"{text[:40]!r}...: nested too deeply to parse") from None
         if result is not None and result[0] == len(ids):
             sequence = _flatten(result[1])
         else:
@@ -107,7 +121,7 @@ class Parser:
         return np.asarray(sequence, dtype=np.int16)
 
     def _symbol(self, symbol, position, ids, memo, furthest):
-        key = symbol * 4096 + position
+        key = position * len(self._base) + symbol
         if key in memo:
             return memo[key]
         memo[key] = None  # guards against indirect left recursion
@@ -161,17 +175,21 @@ class Parser:
 
     def _chart_parse(self, text: str, tokens: list[str], furthest: int) -> list[int]:
         rule_index = {p: i for i, p in enumerate(self.grammar.nltk_cfg.productions())}
+        position = sum(len(t) for t in tokens[:furthest])
+        where = (
+            f"at token {tokens[furthest]!r} (token {furthest}, character {position})"
+            if furthest < len(tokens)
+            else "at the end of the string (it is incomplete)"
+        )
         try:
-            tree = next(nltk.ChartParser(self.grammar.nltk_cfg).parse(tokens), None)
+            tree = next(nltk.ChartParser(self.grammar.nltk_cfg, max_time=CHART_SECONDS).parse(tokens), None)
         except ValueError:
             tree = None
+        except TimeoutError:
+            raise ParseError(
+                f"{text!r}: no derivation found in {CHART_SECONDS:g} s; the top-down parse fails {where}"
+            ) from None
         if tree is None:
-            position = sum(len(t) for t in tokens[:furthest])
-            where = (
-                f"at token {tokens[furthest]!r} (token {furthest}, character {position})"
-                if furthest < len(tokens)
-                else "at the end of the string (it is incomplete)"
-            )
             raise ParseError(f"{text!r}: not in the {self.grammar.name} grammar; parsing fails {where}")
         return [rule_index[p] for p in tree.productions()]
 

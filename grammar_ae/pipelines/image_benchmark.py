@@ -18,6 +18,7 @@ from grammar_ae.models.run import checkpoint_path
 from grammar_ae.pipelines.train_images import train_image_model
 from grammar_ae.training.trainer import LAST_CHECKPOINT, SUMMARY_FILE
 from grammar_ae.utils.files import atomic_write_json, atomic_write_text, sha256_file
+from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
 from grammar_ae.utils.provenance import provenance
 
@@ -48,7 +49,8 @@ class ImageBenchmarkConfig:
 def run_image_benchmark(config: ImageBenchmarkConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Train (or resume) and evaluate every model into ``out_dir/<model>/``; write the tables.
 
-    A model whose evaluation.json matches its current checkpoint and options is not evaluated again.
+    A model whose evaluation.json matches its current checkpoint and options is not evaluated
+    again; ``out_dir`` is locked while the benchmark writes it.
     Returns ``{"rows": [...], "table_csv": path, "table_md": path, ...}``.
     """
     out_dir = Path(out_dir)
@@ -56,10 +58,29 @@ def run_image_benchmark(config: ImageBenchmarkConfig, out_dir: str | Path, progr
     models = _checked_models(config.models)
     ImageEvaluationConfig.from_options(config.evaluation)
     resolved = {model: ImageRunConfig.from_dict({**asdict(base), "model": model}).resolved() for model in models}
-    total = sum(run.epochs + 1 for run in resolved.values())
+    with hold_output_lock(out_dir):
+        rows = _train_and_evaluate(resolved, out_dir, config.evaluation, f"benchmark {base.dataset}", progress)
+        table = {
+            "dataset": base.dataset,
+            "split": base.split,
+            "models": list(models),
+            "rows": rows,
+            "feature_extractor": rows[0]["feature_extractor"],
+            "provenance": provenance(),
+        }
+        atomic_write_json(out_dir / "image_benchmark.json", table)
+        atomic_write_text(out_dir / "image_benchmark.csv", benchmark_csv(rows))
+        atomic_write_text(out_dir / "image_benchmark.md", benchmark_markdown(table))
+    return table
+
+
+def _train_and_evaluate(
+    runs: dict[str, ImageRunConfig], out_dir: Path, evaluation: dict[str, Any] | None, title: str, progress: bool
+) -> list[dict]:
+    """Each model trained (or resumed) in ``out_dir/<model>`` and evaluated: its table row."""
     rows = []
-    with progress_bar(f"benchmark {base.dataset}", total=total, enabled=progress) as advance:
-        for model, run_config in resolved.items():
+    with progress_bar(title, total=sum(run.epochs + 1 for run in runs.values()), enabled=progress) as advance:
+        for model, run_config in runs.items():
             run_dir = out_dir / model
             advance(0, status=f"{model}: training")
             done_before = _epochs_done(run_dir)
@@ -68,21 +89,10 @@ def run_image_benchmark(config: ImageBenchmarkConfig, out_dir: str | Path, progr
                 callbacks=[lambda epoch, row, model=model: advance(status=f"{model}: epoch {epoch}, val loss {row['val_loss']:.4g}")],
             )
             advance(min(done_before, run_config.epochs), status=f"{model}: evaluating")
-            evaluation = _evaluation(run_dir, run_config.device, config.evaluation)
+            result = _evaluation(run_dir, run_config.device, evaluation)
             advance(status=f"{model}: done")
-            rows.append(_row(model, summary, evaluation))
-    table = {
-        "dataset": base.dataset,
-        "split": base.split,
-        "models": list(models),
-        "rows": rows,
-        "feature_extractor": rows[0]["feature_extractor"],
-        "provenance": provenance(),
-    }
-    atomic_write_json(out_dir / "image_benchmark.json", table)
-    atomic_write_text(out_dir / "image_benchmark.csv", benchmark_csv(rows))
-    atomic_write_text(out_dir / "image_benchmark.md", benchmark_markdown(table))
-    return table
+            rows.append(_row(model, summary, result))
+    return rows
 
 
 def _checked_models(models: tuple[str, ...] | list[str]) -> tuple[str, ...]:

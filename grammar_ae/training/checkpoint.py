@@ -21,6 +21,8 @@ import torch
 from grammar_ae.errors import CheckpointError
 from grammar_ae.utils.files import atomic_path
 
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
 FORMAT_MARKER = "grammar_ae_checkpoint"
 FORMAT_VERSION = 1
 FAMILY_KEY = "family"

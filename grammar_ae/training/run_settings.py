@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from grammar_ae.errors import ConfigError
 from grammar_ae.training.config import RESUMABLE_SETTINGS, TrainerConfig
-from grammar_ae.utils.config_files import config_from_dict
+from grammar_ae.utils.config_files import check_types, config_from_dict
 from grammar_ae.utils.files import atomic_write_json
 
 RUN_CONFIG_FILE = "config.json"
@@ -58,6 +59,22 @@ class RunSettings:
     warmup_steps: int = 0
     checkpoint_every: float = 10.0
     mixed_precision: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_types(self, f"{self.kind} setting")
+        ranges = {
+            "limit": (self.limit is None or self.limit >= 2, "an integer >= 2 (items to use)"),
+            "validation_fraction": (0 < self.validation_fraction < 1, "a number between 0 and 1"),
+            "epochs": (self.epochs is None or self.epochs >= 1, "an integer >= 1"),
+            "batch_size": (self.batch_size is None or self.batch_size >= 1, "an integer >= 1"),
+            "learning_rate": (self.learning_rate > 0, "a number > 0"),
+            "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "a number > 0"),
+            "monitor": (self.monitor is None or bool(self.monitor), "the name of a loss term"),
+            "seed": (self.seed >= 0, "an integer >= 0"),
+        }
+        for name, (ok, expected) in ranges.items():
+            if not ok:
+                raise ConfigError(f"{self.kind} setting {name}={getattr(self, name)!r}: expected {expected}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):

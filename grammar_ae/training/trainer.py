@@ -20,10 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
-from grammar_ae.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from grammar_ae.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint, save_checkpoint
 from grammar_ae.training.config import TrainerConfig
 from grammar_ae.training.data import BatchSource, batch_length, to_device
 from grammar_ae.training.distributed import join_process_group
+from grammar_ae.training.run_directory import check_resumable
 from grammar_ae.training.metrics import Snapshot, TermMeans
 from grammar_ae.training.optimization import EpochSchedule, build_optimizer
 from grammar_ae.training.outputs import plot_loss_curve, write_metrics_csv
@@ -33,8 +34,6 @@ from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import atomic_write_json
 from grammar_ae.utils.provenance import provenance
 
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
 METRICS_FILE = "metrics.csv"
 CURVE_FILE = "loss_curve.png"
 SUMMARY_FILE = "summary.json"
@@ -169,11 +168,7 @@ class Trainer:
     def _resume(self) -> EpochPosition:
         path = self.out_dir / LAST_CHECKPOINT
         state = load_checkpoint(path, map_location="cpu")
-        check_compatible(
-            _run_identity(state["model_spec"], state["record"], TrainerConfig.from_dict(state["config"])),
-            _run_identity(self.model_spec, self.record, self.config),
-            source=f"checkpoint {path}",
-        )
+        check_resumable(state, self.model_spec, self.record, self.config, self.out_dir)
         try:
             self.model.load_state_dict(state["model_state"])
             self.optimizer.load_state_dict(state["optimizer_state"])
@@ -524,11 +519,6 @@ class EpochProgress:
         left = (self.total - index) / rate if rate > 0 else float("nan")
         terms = f"  {_format_terms(means)}" if means else ""
         self.console.print(f"{self.description}: batch {index}/{self.total}, {_minutes(left)} left{terms}", highlight=False)
-
-
-def _run_identity(model_spec: dict, record: dict, config: TrainerConfig) -> dict:
-    """What must be the same in a run and its resumption."""
-    return {"model_spec": model_spec, "record": record, "config": config.identity()}
 
 
 def _json_like(value: dict, name: str) -> dict:

@@ -6,9 +6,16 @@ calls them runs unchanged in one process.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+
+def launch_rank() -> int:
+    """This process's rank as the launcher (``torchrun``) set it, before any group is joined."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def active() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +20,17 @@ def _current_umask() -> int:
 
 _UMASK = _current_umask()
 
+TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+"""The name ``atomic_path`` gives its temporary files: ``.NAME.XXXXXXXX.tmp`` (mkstemp's eight characters)."""
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
@@ -35,6 +40,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_interrupted_writes(directory: str | os.PathLike) -> None:
+    """Delete the temporary files that interrupted atomic writes left in ``directory`` (call
+    only while no other process writes there)."""
+    for path in Path(directory).iterdir():
+        if _TEMPORARY.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -57,11 +57,6 @@ class ImageRunConfig(RunSettings):
             raise ConfigError(f"image model {self.model!r} is unknown; expected one of {', '.join(OBJECTIVES)}")
         if self.split not in SPLITS:
             raise ConfigError(f"split {self.split!r}: expected one of {', '.join(SPLITS)}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 2):
-            raise ConfigError(f"limit {self.limit!r}: expected an integer >= 2 (images to use)")
-        for name in ("objective", "network"):
-            if not isinstance(getattr(self, name), dict):
-                raise ConfigError(f"{name} settings must be a mapping, got {getattr(self, name)!r}")
         objective_config(self.model, **self.objective)
         defaults = started_network or {"latent_dim": LATENT_DIMS[self.dataset], "width": default_width(self.device)}
         network = {**defaults, **self.network}
