@@ -173,6 +173,26 @@ def decode(
         typer.echo(out or "")
 
 
+def models(
+    json_output: bool = typer.Option(False, "--json", help="Print the cards as one JSON object."),
+) -> None:
+    """List the pretrained models shipped with grammar-ae (use a name wherever a run is expected)."""
+    from grammar_ae.models.shipped import SHIPPED_MODELS
+
+    cards = {name: model.card for name, model in sorted(SHIPPED_MODELS.items())}
+    if json_output:
+        typer.echo(json.dumps(cards))
+        return
+    for name, card in cards.items():
+        typer.echo(f"{name}: {card.get('description', '')}")
+        for key in ("trained_with", "data", "training", "metrics"):
+            value = card.get(key)
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+            if value:
+                typer.echo(f"  {key.replace('_', ' ')}: {value}")
+
+
 def register(app: typer.Typer) -> None:
-    for command in (train, evaluate, sample, encode, decode):
+    for command in (train, evaluate, sample, encode, decode, models):
         app.command()(command)

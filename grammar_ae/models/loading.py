@@ -30,3 +30,9 @@ def load_run(path_or_name: str | Path, device: str = "auto", family: str | None 
     if family is not None and found != family:
         raise CheckpointError(f"{path_or_name} holds a model of the {found} family; this needs one of the {family} family")
     return RUN_FAMILIES[found](checkpoint_file, state, device)
+
+
+def load_latent_model(path_or_name: str | Path, device: str = "auto") -> TrainedSequenceModel:
+    """The sequence model at ``path_or_name`` (a run directory or a shipped model's name, such as
+    ``zinc`` or ``expressions``): strings to latents and back, samplers, the BO's ``LatentModel``."""
+    return load_run(path_or_name, device, family=TrainedSequenceModel.family)

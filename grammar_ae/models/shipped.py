@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from grammar_ae.data.sources import embedded_path
 from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.training.checkpoint import BEST_CHECKPOINT, load_checkpoint, save_checkpoint
 from grammar_ae.utils.download import cache_root
-from grammar_ae.utils.files import sha256_file
+from grammar_ae.utils.files import atomic_path, sha256_file
 
 CARD_FILE = "card.json"
-SHIPPED_FILES = ("best.pt", "split.npz", CARD_FILE)
+SPLIT_FILE = "split.npz"
+SHIPPED_FILES = (BEST_CHECKPOINT, SPLIT_FILE, CARD_FILE)
+EXPORTED_KEYS = ("model_spec", "epoch", "best_epoch", "best_validation_loss", "history", "config", "record",
+                 "world_size", "provenance")
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,9 @@ def packaged_model(directory: Path) -> ShippedModel:
     card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
 
     def fetch() -> Path:
-        digest = sha256_file(directory / "best.pt")[:12]
+        digest = sha256_file(directory / BEST_CHECKPOINT)[:12]
         local = cache_root() / "models" / f"{directory.name}-{digest}"
-        if not (local / "best.pt").is_file():
+        if not (local / BEST_CHECKPOINT).is_file():
             staging = local.with_name(local.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
@@ -78,6 +84,21 @@ def packaged_model(directory: Path) -> ShippedModel:
         return local
 
     return ShippedModel(directory.name, fetch, card.get("description", ""), card)
+
+
+def export_run(run_dir: Path, out_dir: Path) -> dict:
+    """Write a run's best checkpoint (weights as float16, no optimizer) and its split into
+    ``out_dir``, as a shipped model holds them; returns the full checkpoint it came from."""
+    state = load_checkpoint(Path(run_dir) / BEST_CHECKPOINT)
+    shipped = {key: state.get(key) for key in EXPORTED_KEYS}
+    shipped["model_state"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model_state"].items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out_dir / BEST_CHECKPOINT, shipped)
+    with np.load(Path(run_dir) / SPLIT_FILE) as split:
+        parts = {name: split[name].astype(np.int32) for name in ("train", "validation")}
+    with atomic_path(out_dir / SPLIT_FILE) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **parts)
+    return state
 
 
 def _register_packaged_models() -> None:

@@ -9,6 +9,8 @@ so ``batch_size`` stays the global batch and every item is seen once per epoch.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from grammar_ae.data.tensors import Batch
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, TrainingError
 from grammar_ae.utils import distributed
 
 
@@ -57,9 +59,31 @@ class ProcessGroup:
         dist.all_reduce(large, op=dist.ReduceOp.MIN)
         return torch.where(torch.isinf(large), torch.full_like(value, -1.0), large)
 
+    @contextmanager
+    def failures_as_errors(self) -> Iterator[None]:
+        """A collective that fails because another process died or left becomes a one-line
+        TrainingError in every surviving process."""
+        try:
+            yield
+        except RuntimeError as error:
+            if not self.enabled or not _is_collective_failure(error):
+                raise
+            detail = str(error).strip().splitlines()[0][:160]
+            raise TrainingError(
+                f"process {self.rank} of {self.world_size}: another data-parallel process failed or left ({detail}); "
+                "the last checkpoint is kept: resume with --resume"
+            ) from None
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+
+def _is_collective_failure(error: RuntimeError) -> bool:
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error)
+    return any(word in text for word in ("Gloo", "gloo", "NCCL", "Connection closed", "Connection reset", "c10d"))
 
 
 def join_process_group(device_type: str) -> ProcessGroup:

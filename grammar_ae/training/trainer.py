@@ -138,7 +138,7 @@ class Trainer:
         self.model.before_training(self.config.batch_size)
         position = self._resume() if resume else self._start_fresh(overwrite)
         training = self._parallel_model()
-        with self._stop.watching():
+        with self._stop.watching(), self.group.failures_as_errors():
             for epoch in range(position.epoch, self.config.epochs + 1):
                 self._run_epoch(epoch, training, position if epoch == position.epoch else None)
         return self._write_summary()
@@ -240,6 +240,7 @@ class Trainer:
                 f"| val {_format_terms(validation_terms)}  lr {learning_rate:.3g}  "
                 f"{row['seconds']:.1f} s{'  (best)' if improved else ''}",
                 highlight=False,
+                soft_wrap=True,
             )
         for callback in self.callbacks:
             callback(epoch, row)
@@ -375,11 +376,7 @@ class Trainer:
         self._save(LAST_CHECKPOINT, state)
 
     def _save(self, name: str, state: dict) -> None:
-        try:
-            save_checkpoint(self.out_dir / name, state)
-        except OSError as error:
-            kept = f"{name} of epoch {self.history[-2]['epoch']} is kept" if len(self.history) > 1 else "no earlier checkpoint"
-            raise TrainingError(f"cannot write {self.out_dir / name} ({error.strerror or error}); {kept}") from None
+        save_checkpoint(self.out_dir / name, state)
 
     def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -518,7 +515,9 @@ class EpochProgress:
         rate = (index - self.done_before) / max(now - self.started, 1e-9)
         left = (self.total - index) / rate if rate > 0 else float("nan")
         terms = f"  {_format_terms(means)}" if means else ""
-        self.console.print(f"{self.description}: batch {index}/{self.total}, {_minutes(left)} left{terms}", highlight=False)
+        self.console.print(
+            f"{self.description}: batch {index}/{self.total}, {_minutes(left)} left{terms}", highlight=False, soft_wrap=True
+        )
 
 
 def _json_like(value: dict, name: str) -> dict:
