@@ -4,7 +4,9 @@ Training is teacher-forced: the decoder sees the true previous token and the sym
 expanded, and the loss is the cross-entropy of the masked, renormalised token distribution
 (the choices of that symbol only) over the real steps, summed per sequence and averaged over
 the batch, in nats per sequence like the published model's. Decoding is masked and
-autoregressive (``decoding.autoregressive``): every output is grammatical.
+autoregressive (``decoding.autoregressive``): every output is grammatical, and for SMILES
+every ring is closed (``decoding.ring_closure``; set ``model.ring_closure = None`` to decode
+without those checks).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
         super().__init__(encoder, decoder, objective, net.latent_dim)
         self.spec = spec
         self.codec = codec
+        self.ring_closure = codec.ring_closure()  # SMILES: ring checks while decoding (None for other grammars)
         self.register_buffer("token_lhs", torch.as_tensor(codec.token_lhs), persistent=False)
         self.register_buffer("sibling_masks", codec.sibling_masks, persistent=False)
 
@@ -89,7 +92,7 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
         for start in range(0, len(z), batch_size):
             decoded = decode_autoregressive(
                 self.decoder, z[start : start + batch_size].to(self.device).float(), self.codec.tables,
-                self.codec.max_tokens, sample=sample, generator=generator,
+                self.codec.max_tokens, sample=sample, generator=generator, constraint=self.ring_closure,
             )
             out.extend(self.codec.strings(decoded.rules, decoded.valid))
         return out

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from grammar_ae.data.batches import pad_ragged
 from grammar_ae.data.prepare import PreparedData
+from grammar_ae.decoding.ring_closure import RingClosure
 from grammar_ae.decoding.strings import StringReplay
 from grammar_ae.decoding.tables import DecodingTables
 from grammar_ae.errors import GrammarAEError, ParseError
@@ -70,6 +71,10 @@ class TokenCodec(ABC):
     def strings(self, tokens: Tensor, valid: Tensor) -> list[str | None]:
         """Strings of decoded (B, T) tokens where ``valid``, else None."""
 
+    def ring_closure(self) -> RingClosure | None:
+        """The SMILES ring checks for decoding, where the tokens carry SMILES ring bonds."""
+        return None
+
     def padded(self, strings: Sequence[str]) -> Tensor:
         """(B, T) int64 tokens of ``strings``, padded with the padding token."""
         flat, offsets = self.encode(strings)
@@ -101,6 +106,9 @@ class GrammarTokens(TokenCodec):
 
     def ragged(self, data: PreparedData) -> Ragged:
         return self.folded.fold(data.sequences, data.offsets)
+
+    def ring_closure(self) -> RingClosure | None:
+        return RingClosure(self.folded) if RingClosure.applies(self.folded) else None
 
     def encode(self, strings: Sequence[str]) -> Ragged:
         sequences = [self.parser.parse(text) for text in strings]
