@@ -63,3 +63,28 @@ def test_a_batch_that_does_not_split_evenly_is_refused_by_every_process(tmp_path
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and all("not a multiple of the 2 processes" in line for line in errors)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_process_that_dies_ends_the_others_with_one_line(tmp_path, environment):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "grammar_ae"]
+    args = [*TRAIN, "--model", "grae", "--epochs", "50", "--limit", "6000", "--checkpoint-every", "0.002", "--out", str(out)]
+    process = subprocess.Popen([*launcher, *args], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    started = time.monotonic()
+    while not (out / "last.pt").exists():
+        assert process.poll() is None and time.monotonic() - started < 300
+        time.sleep(0.05)
+    ranks = subprocess.run(["pgrep", "-f", f"grammar_ae {' '.join(TRAIN[:2])}.*{out}"], capture_output=True, text=True)
+    workers = sorted(int(pid) for pid in ranks.stdout.split() if int(pid) != process.pid)
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "another data-parallel process failed or left" in lines[0]
+    assert load_checkpoint(out / "last.pt")["model_spec"]  # the last checkpoint is intact

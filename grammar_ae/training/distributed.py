@@ -9,6 +9,7 @@ so ``batch_size`` stays the global batch and every item is seen once per epoch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class ProcessGroup:
         except RuntimeError as error:
             if not self.enabled or not _is_collective_failure(error):
                 raise
-            detail = str(error).strip().splitlines()[0][:160]
+            detail = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip().splitlines()[0]).split(". ")[0][:120]
             raise TrainingError(
                 f"process {self.rank} of {self.world_size}: another data-parallel process failed or left ({detail}); "
                 "the last checkpoint is kept: resume with --resume"
