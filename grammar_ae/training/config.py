@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, fields
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.training.optimization import OPTIMIZERS, SCHEDULERS
 
-RESUMABLE_SETTINGS = ("epochs", "device", "checkpoint_every")
-"""Settings a resumed run may change (trainer and run settings alike); every other one must match."""
+RESUMABLE_SETTINGS = ("epochs", "device", "checkpoint_every", "learning_rate", "min_learning_rate")
+"""Settings a resumed run may change (trainer and run settings alike); every other one must match.
+A changed learning rate applies from the resumed epoch on (the schedule goes on from it)."""
 
 RENAMED_SETTINGS = {"mixed_precision": "autocast"}
 """Old name -> new name, for configs saved before the rename."""

@@ -64,6 +64,19 @@ class EpochSchedule:
         else:
             self.scheduler.step()
 
+    def restart(self, learning_rate: float, min_learning_rate: float) -> None:
+        """Go on from a new learning rate and floor (a resumed run that changed them)."""
+        for group in self.scheduler.optimizer.param_groups:
+            group["lr"] = learning_rate
+            group["initial_lr"] = learning_rate
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.min_lrs = [min_learning_rate] * len(self.scheduler.min_lrs)
+            self.scheduler.num_bad_epochs = 0
+        else:
+            self.scheduler.base_lrs = [learning_rate] * len(self.scheduler.base_lrs)
+            if isinstance(self.scheduler, CosineAnnealingLR):
+                self.scheduler.eta_min = min_learning_rate
+
     def state_dict(self) -> dict:
         return self.scheduler.state_dict()
 

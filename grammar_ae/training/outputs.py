@@ -10,9 +10,11 @@ from grammar_ae.utils.files import atomic_path, atomic_write_text
 
 
 def write_metrics_csv(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Rewrite the whole CSV (one row per epoch) atomically; columns follow the first row."""
+    """Rewrite the whole CSV (one row per epoch) atomically; columns in order of first appearance
+    (a run resumed by a newer version may add some: earlier rows leave them empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())

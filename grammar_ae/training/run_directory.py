@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError
 from grammar_ae.training.checkpoint import LAST_CHECKPOINT, check_compatible, load_checkpoint
-from grammar_ae.training.config import TrainerConfig
+from grammar_ae.training.config import RESUMABLE_SETTINGS, TrainerConfig
 
 
 def stored_run(out_dir: str | Path, resume: bool, overwrite: bool) -> dict | None:
@@ -35,7 +35,12 @@ def stored_run(out_dir: str | Path, resume: bool, overwrite: bool) -> dict | Non
 
 
 def run_identity(model_spec: dict, record: dict, config: TrainerConfig) -> dict[str, Any]:
-    """What must be the same in a run and its resumption (as it reads back from JSON)."""
+    """What must be the same in a run and its resumption (as it reads back from JSON); the run
+    settings in the record leave out those a resumed run may change (a record written before a
+    setting became resumable may hold it)."""
+    settings = record.get("config")
+    if isinstance(settings, dict):
+        record = {**record, "config": {k: v for k, v in settings.items() if k not in RESUMABLE_SETTINGS}}
     return json.loads(json.dumps({"model_spec": model_spec, "record": record, "config": config.identity()}))
 
 

@@ -176,6 +176,9 @@ class Trainer:
             detail = str(error).strip().splitlines()[0][:200]
             raise CheckpointError(f"checkpoint {path} does not fit this model ({detail})") from None
         self.scheduler.load_state_dict(state["scheduler_state"])
+        stored = TrainerConfig.from_dict(state["config"])
+        if (stored.learning_rate, stored.min_learning_rate) != (self.config.learning_rate, self.config.min_learning_rate):
+            self.scheduler.restart(self.config.learning_rate, self.config.min_learning_rate)
         self.history = state["history"]
         self.best_epoch = state["best_epoch"]
         self.best_validation_loss = state["best_validation_loss"]
@@ -480,6 +483,7 @@ class EpochProgress:
         self.started = time.monotonic()
         self.last_line = self.started
         self.done_before = 0
+        self.means: dict[str, float] = {}
         self.bar: Progress | None = None
 
     def __enter__(self) -> EpochProgress:
@@ -505,6 +509,7 @@ class EpochProgress:
     def show(self, index: int, means: dict[str, float] | None = None) -> None:
         if not self.enabled:
             return
+        self.means = means or self.means
         if self.bar is not None:
             self.bar.update(self.task, completed=index, **({"terms": _format_terms(means)} if means else {}))
             return
@@ -514,7 +519,7 @@ class EpochProgress:
         self.last_line = now
         rate = (index - self.done_before) / max(now - self.started, 1e-9)
         left = (self.total - index) / rate if rate > 0 else float("nan")
-        terms = f"  {_format_terms(means)}" if means else ""
+        terms = f"  {_format_terms(self.means)}" if self.means else ""
         self.console.print(
             f"{self.description}: batch {index}/{self.total}, {_minutes(left)} left{terms}", highlight=False, soft_wrap=True
         )
