@@ -326,3 +326,12 @@ def test_monitor_picks_the_best_checkpoint_by_the_named_term(digits, tmp_path):
 def test_unknown_monitor_names_the_terms(digits, tmp_path):
     with pytest.raises(ConfigError, match=r"monitor 'ks' is not a loss term.*loss, rec, kl"):
         make_trainer(digits, tmp_path, epochs=1, monitor="ks").fit()
+
+
+def test_a_resumed_run_may_lower_its_learning_rate(digits, tmp_path):
+    make_trainer(digits, tmp_path, epochs=1).fit()
+    make_trainer(digits, tmp_path, epochs=3, learning_rate=5e-4, min_learning_rate=5e-5).fit(resume=True)
+    rates = [float(row["lr"]) for row in read_metrics(tmp_path)]
+    assert rates == [3e-3, 5e-4, 5e-4]  # the new rate from the resumed epoch on
+    with pytest.raises(CheckpointError, match="config.batch_size"):
+        make_trainer(digits, tmp_path, epochs=4, batch_size=7).fit(resume=True)  # other settings must match
