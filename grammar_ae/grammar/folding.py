@@ -100,14 +100,29 @@ class FoldedGrammar:
         return codes[order], order
 
     # -- conversions --------------------------------------------------------------------
-    def fold(self, rules: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fold(self, rules: np.ndarray, offsets: np.ndarray, chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
         """Ragged rule sequences (flat, offsets) to ragged token sequences (flat int16, offsets).
 
         Padding rules inside the sequences are dropped. Raises SequenceError for a sequence
-        that ends inside a unit chain or uses a run no token covers.
+        that ends inside a unit chain or uses a run no token covers. Works on ``chunk``
+        sequences at a time, so memory stays small for ZINC-250k.
         """
-        rules = np.asarray(rules, dtype=np.int64)
         offsets = np.asarray(offsets, dtype=np.int64)
+        parts, lengths = [], []
+        for first in range(0, len(offsets) - 1, chunk):
+            last = min(first + chunk, len(offsets) - 1)
+            local = offsets[first : last + 1] - offsets[first]
+            tokens, token_offsets = self._fold_chunk(np.asarray(rules[offsets[first] : offsets[last]]), local)
+            parts.append(tokens)
+            lengths.append(np.diff(token_offsets))
+        flat = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        token_offsets = np.zeros(len(offsets), dtype=np.int64)
+        if lengths:
+            np.cumsum(np.concatenate(lengths), out=token_offsets[1:])
+        return flat, token_offsets
+
+    def _fold_chunk(self, rules: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rules = rules.astype(np.int64)
         keep = rules != self.grammar.padding_rule
         sequence_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[keep]
         rules = rules[keep]
@@ -122,9 +137,8 @@ class FoldedGrammar:
         position = np.arange(len(rules)) - np.r_[0, np.flatnonzero(np.diff(segment)) + 1][segment]
         if position.max() >= self.max_path:
             raise SequenceError(f"a chain of {position.max() + 1} rules is longer than any folded production")
-        codes = np.zeros(count, dtype=np.int64)
-        base = self.grammar.num_rules + 1
-        np.add.at(codes, segment, (rules + 1) * base ** position)
+        base = self.grammar.num_rules + 1  # codes below 2**53 stay exact as float weights
+        codes = np.bincount(segment, weights=(rules + 1) * base**position, minlength=count).astype(np.int64)
         known, tokens_of_known = self._path_codes
         found = np.searchsorted(known, codes).clip(max=len(known) - 1)
         if (known[found] != codes).any():
