@@ -117,7 +117,7 @@ def evaluate(model, validation, held_out: list[str], batch_size: int) -> dict:
             total += model.loss(batch)["rec"].item() * len(batch)
         count += len(batch)
     decoded = model.decode_latents(model.encode_strings(held_out))
-    targets = [model.codec.parser.tokenizer.normalize(s) for s in held_out]
+    targets = [model.codec.input_form(s) for s in held_out]
     return {"val_rec": round(total / count, 3), "reconstruction": float(np.mean([d == t for d, t in zip(decoded, targets)]))}
 
 

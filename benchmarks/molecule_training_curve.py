@@ -34,7 +34,7 @@ def evaluate_snapshot(path: Path, items: int, samples: int) -> dict:
     held_out = model.validation_strings()
     held_out = [held_out[i] for i in np.sort(rng.choice(len(held_out), min(items, len(held_out)), replace=False))]
     decoded = model.decode(model.encode_means(held_out))
-    targets = [model.model.codec.parser.tokenizer.normalize(s) for s in held_out]
+    targets = [model.model.codec.input_form(s) for s in held_out]
     training = model.training_strings()
     codes = model.encode_means([training[i] for i in np.sort(rng.choice(len(training), 5000, replace=False))])
     z = fit_sampler("gaussian", codes).sample(samples, torch.Generator().manual_seed(0))

@@ -24,3 +24,33 @@ def validity_check(grammar_name: str):
     if grammar_name == "smiles":
         return is_valid_molecule
     return lambda text: text is not None
+
+
+STRING_FORMS = ("as-written", "kekule")
+"""How SMILES are written for a model: as in the data, or as canonical Kekulé SMILES (no
+aromatic atoms: double bonds explicit, so every decoded ring is a valid molecule as far as
+aromaticity goes)."""
+
+
+def kekule_smiles(smiles: str) -> str | None:
+    """The canonical Kekulé SMILES of ``smiles`` (RDKit), or None where RDKit rejects it."""
+    from rdkit import Chem
+
+    mol = molecule(smiles)
+    if mol is None:
+        return None
+    mol = Chem.Mol(mol)
+    try:
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+    except Exception:  # RDKit raises its own KekulizeException types
+        return None
+    return Chem.MolToSmiles(mol, kekuleSmiles=True)
+
+
+def form_of(kekulize: bool) -> str:
+    return "kekule" if kekulize else "as-written"
+
+
+def in_form(smiles: str, form: str) -> str | None:
+    """``smiles`` written in ``form`` (one of STRING_FORMS); None where it cannot be."""
+    return smiles if form == "as-written" else kekule_smiles(smiles)

@@ -205,9 +205,9 @@ def _write(path, text):
 
 def _replay_through_ring_checks(codec, strings):
     """Feed true token sequences through the ring checks; True per string if every true token was allowed."""
-    from grammar_ae.decoding.ring_closure import RingClosure
+    from grammar_ae.decoding.smiles_checks import SmilesChecks
 
-    checks, tables = RingClosure(codec.folded), codec.tables
+    checks, tables = SmilesChecks(codec.folded), codec.tables
     tokens = codec.padded(strings)
     batch, steps = tokens.shape
     symbol_rules, push = torch.as_tensor(tables.symbol_rules), torch.as_tensor(tables.push)
@@ -227,12 +227,17 @@ def _replay_through_ring_checks(codec, strings):
     return passed
 
 
-def test_ring_checks_allow_every_zinc_molecule_and_refuse_broken_rings(zinc_smiles):
+def test_chemistry_checks_allow_every_zinc_molecule_and_refuse_broken_ones(zinc_smiles):
+    from grammar_ae.chemistry import kekule_smiles
+
     codec = GrammarTokens(Grammar.load("smiles"))
-    assert _replay_through_ring_checks(codec, zinc_smiles[::50]).all()  # 4,990 molecules, every true choice kept
-    broken = ["C1CCCCC", "CC1CC", "C11CC", "C1C1", "C1(C)C1", "c1ccccc1C2CC"]
-    assert not _replay_through_ring_checks(codec, broken).any()
-    assert _replay_through_ring_checks(codec, ["CC(C1)C1", "C1CC(C)(C1)C"]).all()  # closures across a branch point
+    sample = zinc_smiles[::50]  # 4,990 molecules: every true choice is kept, as written and in Kekule form
+    assert _replay_through_ring_checks(codec, sample).all()
+    assert _replay_through_ring_checks(codec, [kekule_smiles(s) for s in sample]).all()
+    broken_rings = ["C1CCCCC", "CC1CC", "C11CC", "C1C1", "C1(C)C1", "c1ccccc1C2CC"]
+    broken_valence = ["CC(C)(C)(C)(C)C", "FCF(C)C", "O=C=O=C", "C#N#C", "C(=O)(=O)=O", "CN(C)(C)C"]
+    assert not _replay_through_ring_checks(codec, broken_rings + broken_valence).any()
+    assert _replay_through_ring_checks(codec, ["CC(C1)C1", "C1CC(C)(C1)C", "OS(=O)(=O)C", "C[N+](C)(C)C"]).all()
 
 
 def test_decoding_with_ring_checks_closes_rings():
@@ -249,5 +254,5 @@ def test_decoding_with_ring_checks_closes_rings():
     greedy = model.decode_latents(z)
     assert sum(s is not None for s in greedy) > 100 and broken(greedy) == 0
     assert broken(model.decode_latents(z, sample=True, generator=torch.Generator().manual_seed(0))) <= 5
-    model.ring_closure = None
+    model.chemistry_checks = None
     assert broken(model.decode_latents(z)) >= 10

@@ -46,8 +46,9 @@ def generated_expressions(seed: int = 0) -> Path:
     return path
 
 
-def load_prepared(data: str | Path | None, grammar: Grammar, progress: bool = True) -> PreparedData:
-    """Prepared data for a data argument, parsed at most once (cached by checksum and grammar)."""
+def load_prepared(data: str | Path | None, grammar: Grammar, progress: bool = True, form: str = "as-written") -> PreparedData:
+    """Prepared data for a data argument, parsed at most once (cached by checksum, grammar and
+    the form the strings are written in, see ``chemistry.STRING_FORMS``)."""
     path = Path(data) if data is not None and Path(str(data)).is_dir() else None
     if path is not None:
         prepared = PreparedData.load(path)
@@ -55,5 +56,7 @@ def load_prepared(data: str | Path | None, grammar: Grammar, progress: bool = Tr
             raise ConfigError(
                 f"{path}: prepared with grammar hash {prepared.grammar_hash}, not {grammar.name} ({grammar.hash})"
             )
+        if prepared.summary.get("form", "as-written") != form:
+            raise ConfigError(f"{path}: prepared with strings {prepared.summary.get('form', 'as-written')}, not {form}")
         return prepared
-    return prepare_cached(resolve_input(data, grammar), grammar, progress=progress)
+    return prepare_cached(resolve_input(data, grammar), grammar, progress=progress, form=form)

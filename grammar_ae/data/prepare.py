@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from grammar_ae.chemistry import STRING_FORMS, in_form
 from grammar_ae.data.readers import read_strings
 from grammar_ae.utils.download import cache_root
-from grammar_ae.errors import DataError, GrammarAEError
+from grammar_ae.errors import ConfigError, DataError, GrammarAEError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.parser import Parser
 from grammar_ae.grammar.tokenize import Tokenizer
@@ -189,17 +190,23 @@ def prepare(
     output: str | Path,
     workers: int | None = None,
     progress: bool = True,
+    form: str = "as-written",
 ) -> PreparedData:
-    """Parse every string of ``input_path`` and write a prepared directory at ``output``."""
+    """Parse every string of ``input_path`` and write a prepared directory at ``output``;
+    ``form`` "kekule" rewrites SMILES as canonical Kekulé SMILES first (``chemistry.in_form``)."""
     started = time.perf_counter()
     input_path = Path(input_path)
     records = read_strings(input_path)
-    parsed = parse_strings(grammar, records.strings, workers=workers, progress=progress)
+    strings, form_errors = _in_form(records.strings, form, progress)
+    usable = np.flatnonzero([text is not None for text in strings])
+    parsed = parse_strings(grammar, [strings[i] for i in usable], workers=workers, progress=progress)
+    errors = sorted(form_errors + [(int(usable[i]), reason) for i, reason in parsed.errors])
+    parsed = ParsedStrings(parsed.sequences, parsed.offsets, usable[parsed.kept], errors)
     if len(parsed.kept) == 0:
         first = parsed.errors[0][1] if parsed.errors else "no strings"
         raise DataError(f"{input_path}: no line could be parsed with the {grammar.name} grammar (first error: {first})")
     tokenizer = Tokenizer(grammar)
-    kept_strings = [tokenizer.normalize(records.strings[i]) for i in parsed.kept]
+    kept_strings = [tokenizer.normalize(strings[i]) for i in parsed.kept.tolist()]
     alphabet = [PADDING_CHARACTER] + sorted(set("".join(kept_strings)) - {PADDING_CHARACTER})
     if len(alphabet) > 255:
         raise DataError(f"{input_path}: {len(alphabet)} distinct characters, more than 255")
@@ -235,6 +242,7 @@ def prepare(
         "input_sha256": sha256_file(input_path),
         "grammar": grammar.name,
         "grammar_hash": grammar.hash,
+        "form": form,
         "total": len(records.strings) + len(records.blank_lines),
         "parsed": int(len(parsed.kept)),
         "skipped": len(parsed.errors) + len(records.blank_lines),
@@ -252,6 +260,21 @@ def prepare(
     return PreparedData(output, summary, arrays, kept_strings)
 
 
+def _in_form(strings: list[str], form: str, progress: bool) -> tuple[list[str | None], list[tuple[int, str]]]:
+    """The strings in ``form`` (None where they cannot be written so) and an error per failure."""
+    if form == "as-written":
+        return strings, []
+    if form not in STRING_FORMS:
+        raise ConfigError(f"form {form!r} is unknown; expected one of {', '.join(STRING_FORMS)}")
+    converted: list[str | None] = []
+    with progress_bar(f"writing {len(strings):,} SMILES in {form} form", total=len(strings), enabled=progress) as advance:
+        for start in range(0, len(strings), _CHUNK):
+            converted += [in_form(text, form) for text in strings[start : start + _CHUNK]]
+            advance(min(_CHUNK, len(strings) - start))
+    errors = [(i, f"RDKit cannot write it in {form} form") for i, text in enumerate(converted) if text is None]
+    return converted, errors
+
+
 def _encode_characters(strings: list[str], alphabet: list[str]) -> tuple[np.ndarray, np.ndarray]:
     lookup = np.zeros(0x110000 if any(ord(c) > 255 for c in alphabet) else 256, dtype=np.uint8)
     for index, character in enumerate(alphabet):
@@ -263,14 +286,14 @@ def _encode_characters(strings: list[str], alphabet: list[str]) -> tuple[np.ndar
     return lookup[codes], offsets
 
 
-def prepare_cached(input_path: str | Path, grammar: Grammar, progress: bool = True) -> PreparedData:
-    """Prepared data for (input, grammar), parsed once and reused; a corrupt cache is rebuilt."""
+def prepare_cached(input_path: str | Path, grammar: Grammar, progress: bool = True, form: str = "as-written") -> PreparedData:
+    """Prepared data for (input, grammar, form), parsed once and reused; a corrupt cache is rebuilt."""
     input_path = Path(input_path)
-    key = f"{sha256_file(input_path)[:16]}-{grammar.hash}"
+    key = f"{sha256_file(input_path)[:16]}-{grammar.hash}" + ("" if form == "as-written" else f"-{form}")
     directory = cache_root() / "prepared" / key
     if (directory / "summary.json").exists():
         try:
             return PreparedData.load(directory)
         except DataError as error:
             warn(f"rebuilding the prepared-data cache: {error}")
-    return prepare(input_path, grammar, directory, progress=progress)
+    return prepare(input_path, grammar, directory, progress=progress, form=form)

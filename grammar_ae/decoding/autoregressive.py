@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from grammar_ae.decoding.masked import DecodedRules, _gumbel_perturb
-from grammar_ae.decoding.ring_closure import RingClosure
+from grammar_ae.decoding.smiles_checks import SmilesChecks
 from grammar_ae.decoding.tables import DecodingTables
 
 _COMPACT_EVERY = 8  # steps between drops of finished rows
@@ -43,10 +43,10 @@ def decode_autoregressive(
     sample: bool = False,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
-    constraint: RingClosure | None = None,
+    constraint: SmilesChecks | None = None,
 ) -> DecodedRules:
     """Tokens (B, max_steps), padded with the padding production after the end, and whether
-    each derivation ended within ``max_steps`` (B,). ``constraint`` (SMILES ring closure)
+    each derivation ended within ``max_steps`` (B,). ``constraint`` (SMILES chemistry checks)
     removes further choices per sequence; a sequence it would leave without any keeps the
     grammar's."""
     device, batch = z.device, len(z)
@@ -68,7 +68,7 @@ def decode_autoregressive(
     state = network.start(z)
     if constraint is not None:
         constraint = constraint.to(device)
-        rings = constraint.start(batch, device)
+        checks = constraint.start(batch, device)
     for step in range(max_steps):
         top = stack.gather(0, pointer).view(-1)
         logits, state = network.step(state, previous, top)
@@ -76,7 +76,7 @@ def decode_autoregressive(
         scores = logits.float().gather(1, candidates)
         penalty = slot_penalty.index_select(0, top)
         if constraint is not None:
-            allowed = constraint.allowed(rings, top, candidates, pointer.view(-1)) & (penalty == 0)
+            allowed = constraint.allowed(checks, top, candidates, pointer.view(-1)) & (penalty == 0)
             allowed |= ~allowed.any(1, keepdim=True)  # nothing left: the grammar's choices
             penalty = torch.where(allowed, penalty, -1e30)
         if sample:
@@ -85,7 +85,7 @@ def decode_autoregressive(
             scores = scores + penalty
         chosen = candidates.gather(1, scores.argmax(1, keepdim=True)).view(-1)
         if constraint is not None:
-            rings = constraint.update(rings, top, chosen, pointer.view(-1))
+            checks = constraint.update(checks, top, chosen, pointer.view(-1))
         tokens[rows, step] = chosen
         stack.scatter_(0, pointer + offsets, push.index_select(0, chosen).t())
         pointer = pointer + push_delta.index_select(0, chosen).view(1, -1)
@@ -98,7 +98,7 @@ def decode_autoregressive(
                 rows, stack, pointer, previous = rows[keep], stack[:, keep], pointer[:, keep], previous[keep]
                 state = network.select(state, keep)
                 if constraint is not None:
-                    rings = rings.select(keep)
+                    checks = checks.select(keep)
                 if len(rows) == 0:
                     break
     return DecodedRules(rules=tokens, valid=valid)

@@ -118,7 +118,7 @@ def _reconstruction(model: TrainedSequenceModel, strings: list[str], config: Eva
         for start in range(0, len(strings), batch):
             chunk = strings[start : start + batch]
             encoded = network.encode_batch(chunk)
-            targets = [network.codec.parser.tokenizer.normalize(s) for s in chunk]
+            targets = [network.codec.input_form(s) for s in chunk]
             if not stochastic:
                 decoded = network.decode_latents(encoded.mu)
                 hits += sum(d == t for d, t in zip(decoded, targets))

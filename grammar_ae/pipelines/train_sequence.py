@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grammar_ae.chemistry import form_of
 from grammar_ae.data.batches import split_indices
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import ConfigError
@@ -39,7 +40,7 @@ def train_sequence_model(
         stored = stored_run(out_dir, resume, overwrite)
         seed_everything(config.seed)
         grammar = Grammar.load(config.grammar)
-        data = load_prepared(config.data, grammar, progress=not quiet)
+        data = load_prepared(config.data, grammar, progress=not quiet, form=form_of(config.kekulize))
         if config.limit is not None and config.limit > len(data):
             raise ConfigError(f"limit {config.limit}: more than the {len(data)} items of {config.data}")
         train_items, validation_items = split_indices(len(data), config.seed, config.validation_fraction, config.limit)

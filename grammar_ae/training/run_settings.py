@@ -12,7 +12,7 @@ from grammar_ae.utils.config_files import check_types, config_from_dict
 from grammar_ae.utils.files import atomic_write_json
 
 RUN_CONFIG_FILE = "config.json"
-ADDED_SETTINGS = ("optimizer", "scheduler", "warmup_steps", "mixed_precision")
+ADDED_SETTINGS = ("optimizer", "scheduler", "warmup_steps", "mixed_precision", "kekulize")
 """Run settings added after the first release (see ``RunSettings.identity``)."""
 
 

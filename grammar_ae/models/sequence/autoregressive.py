@@ -5,8 +5,8 @@ expanded, and the loss is the cross-entropy of the masked, renormalised token di
 (the choices of that symbol only) over the real steps, summed per sequence and averaged over
 the batch, in nats per sequence like the published model's. Decoding is masked and
 autoregressive (``decoding.autoregressive``): every output is grammatical, and for SMILES
-every ring is closed (``decoding.ring_closure``; set ``model.ring_closure = None`` to decode
-without those checks).
+rings close and atoms keep their valence (``decoding.smiles_checks``; set
+``model.chemistry_checks = None`` to decode without those checks).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
         objective = objective or build_objective(**spec.objective)
         grammar = spec.grammar()
         codec: TokenCodec = (
-            GrammarTokens(grammar) if spec.representation == GRAMMAR else CharacterTokens(grammar, spec.alphabet, spec.length)
+            GrammarTokens(grammar, spec.form) if spec.representation == GRAMMAR
+            else CharacterTokens(grammar, spec.alphabet, spec.length, spec.form)
         )
         net = spec.network
         sizes = TokenNetworkSizes(
@@ -60,7 +61,7 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
         super().__init__(encoder, decoder, objective, net.latent_dim)
         self.spec = spec
         self.codec = codec
-        self.ring_closure = codec.ring_closure()  # SMILES: ring checks while decoding (None for other grammars)
+        self.chemistry_checks = codec.chemistry_checks()  # SMILES: ring and valence checks while decoding
         self.register_buffer("token_lhs", torch.as_tensor(codec.token_lhs), persistent=False)
         self.register_buffer("sibling_masks", codec.sibling_masks, persistent=False)
 
@@ -92,7 +93,7 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
         for start in range(0, len(z), batch_size):
             decoded = decode_autoregressive(
                 self.decoder, z[start : start + batch_size].to(self.device).float(), self.codec.tables,
-                self.codec.max_tokens, sample=sample, generator=generator, constraint=self.ring_closure,
+                self.codec.max_tokens, sample=sample, generator=generator, constraint=self.chemistry_checks,
             )
             out.extend(self.codec.strings(decoded.rules, decoded.valid))
         return out

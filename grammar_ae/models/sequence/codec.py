@@ -14,18 +14,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from grammar_ae.chemistry import in_form
 from grammar_ae.decoding.masked import MaskedDecoder
 from grammar_ae.errors import GrammarAEError, ParseError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.parser import Parser
 
 
-class SequenceCodec(ABC):
-    """Converts between strings and (B, T) index tensors over a vocabulary of size V."""
+class StringCodec:
+    """What every sequence codec shares: the grammar, its parser, and the form input strings
+    are written in before the model reads them (``chemistry.STRING_FORMS``)."""
 
-    def __init__(self, grammar: Grammar, length: int):
+    def __init__(self, grammar: Grammar, form: str = "as-written"):
         self.grammar = grammar
         self.parser = Parser(grammar)
+        self.form = form
+
+    def input_form(self, text: str) -> str:
+        """``text`` as the model reads and reproduces it: in the model's form, normalized as the
+        grammar tokenizes it; ParseError where RDKit cannot write it in that form."""
+        converted = in_form(text, self.form)
+        if converted is None:
+            raise ParseError(f"{text!r}: RDKit cannot write it in {self.form} form")
+        return self.parser.tokenizer.normalize(converted)
+
+    def is_grammatical(self, text: str) -> bool:
+        try:
+            self.parser.parse(text)
+        except GrammarAEError:
+            return False
+        return True
+
+
+class SequenceCodec(StringCodec, ABC):
+    """Converts between strings and (B, T) index tensors over a vocabulary of size V."""
+
+    def __init__(self, grammar: Grammar, length: int, form: str = "as-written"):
+        super().__init__(grammar, form)
         self.length = length
 
     @property
@@ -40,17 +65,10 @@ class SequenceCodec(ABC):
     def decode(self, logits: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> list[str | None]:
         """Strings from (B, T, V) logits; None where the output is not in the grammar."""
 
-    def is_grammatical(self, text: str) -> bool:
-        try:
-            self.parser.parse(text)
-        except GrammarAEError:
-            return False
-        return True
-
 
 class GrammarCodec(SequenceCodec):
-    def __init__(self, grammar: Grammar):
-        super().__init__(grammar, grammar.max_length)
+    def __init__(self, grammar: Grammar, form: str = "as-written"):
+        super().__init__(grammar, grammar.max_length, form)
         self.decoder = MaskedDecoder(grammar)
 
     @property
@@ -60,7 +78,7 @@ class GrammarCodec(SequenceCodec):
     def encode(self, strings: Sequence[str]) -> Tensor:
         out = np.full((len(strings), self.length), self.grammar.padding_rule, dtype=np.int64)
         for row, text in enumerate(strings):
-            sequence = self.parser.parse(text)
+            sequence = self.parser.parse(self.input_form(text))
             out[row, : len(sequence)] = sequence
         return torch.from_numpy(out)
 
@@ -71,8 +89,8 @@ class GrammarCodec(SequenceCodec):
 class CharacterCodec(SequenceCodec):
     """Characters of ``alphabet`` (index 0 is the padding character)."""
 
-    def __init__(self, grammar: Grammar, alphabet: Sequence[str], length: int):
-        super().__init__(grammar, length)
+    def __init__(self, grammar: Grammar, alphabet: Sequence[str], length: int, form: str = "as-written"):
+        super().__init__(grammar, length, form)
         self.alphabet = list(alphabet)
         self._index = {c: i for i, c in enumerate(self.alphabet)}
 
@@ -83,7 +101,7 @@ class CharacterCodec(SequenceCodec):
     def encode(self, strings: Sequence[str]) -> Tensor:
         out = np.zeros((len(strings), self.length), dtype=np.int64)
         for row, text in enumerate(strings):
-            normalized = self.parser.tokenizer.normalize(text)
+            normalized = self.input_form(text)
             if len(normalized) > self.length:
                 raise ParseError(f"{text!r}: {len(normalized)} characters, more than the model's {self.length}")
             try:

@@ -30,6 +30,7 @@ class SequenceRunConfig(RunSettings):
     model: str = "grae"
     regularizer: str | None = None
     data: str | None = None
+    kekulize: bool = False  # molecules: train on canonical Kekule SMILES (no aromatic atoms)
 
     def resolved(self) -> SequenceRunConfig:
         """Published defaults filled in for a built-in grammar."""
@@ -48,6 +49,8 @@ class SequenceRunConfig(RunSettings):
 
 def build_spec(config: SequenceRunConfig, grammar: Grammar, alphabet: list[str], max_characters: int) -> SequenceModelSpec:
     """The spec of the model ``config`` asks for: its preset, then the network and objective settings."""
+    if config.kekulize and grammar.name == "expressions":
+        raise ConfigError("kekulize applies to SMILES grammars, not to expressions")
     preset, objective = preset_objective(config.model, config.regularizer, config.objective)
     network = {**default_network(grammar.name).to_dict(), **config.network}
     try:
@@ -64,4 +67,5 @@ def build_spec(config: SequenceRunConfig, grammar: Grammar, alphabet: list[str],
         objective=objective,
         alphabet=alphabet if preset.representation != GRAMMAR else [],
         length=max_characters if preset.representation != GRAMMAR else 0,
+        kekulize=config.kekulize,
     )

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from grammar_ae.chemistry import form_of
 from grammar_ae.errors import CheckpointError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import AutoEncoder
@@ -37,6 +38,12 @@ class SequenceModelSpec:
     preset: str = ""
     alphabet: list[str] = field(default_factory=list)  # character models
     length: int = 0  # character models: max characters
+    kekulize: bool = False  # SMILES written as canonical Kekule SMILES (chemistry.kekule_smiles)
+
+    @property
+    def form(self) -> str:
+        """How strings are written for this model (``chemistry.STRING_FORMS``)."""
+        return form_of(self.kekulize)
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +57,7 @@ class SequenceModelSpec:
             "objective": self.objective,
             "alphabet": self.alphabet,
             "length": self.length,
+            **({"kekulize": True} if self.kekulize else {}),  # specs of models written as-is keep their old form
         }
 
     @classmethod
@@ -67,6 +75,7 @@ class SequenceModelSpec:
                 objective=dict(spec["objective"]),
                 alphabet=list(spec.get("alphabet", [])),
                 length=int(spec.get("length", 0)),
+                kekulize=bool(spec.get("kekulize", False)),
             )
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"not a sequence-model spec (missing or bad {error})") from None
@@ -88,8 +97,8 @@ class SequenceModelSpec:
     def codec(self) -> SequenceCodec:
         grammar = self.grammar()
         if self.representation == GRAMMAR:
-            return GrammarCodec(grammar)
-        return CharacterCodec(grammar, self.alphabet, self.length)
+            return GrammarCodec(grammar, self.form)
+        return CharacterCodec(grammar, self.alphabet, self.length, self.form)
 
 
 class StringAutoEncoder(AutoEncoder):

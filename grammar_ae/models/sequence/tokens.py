@@ -24,23 +24,22 @@ from torch import Tensor
 
 from grammar_ae.data.batches import pad_ragged
 from grammar_ae.data.prepare import PreparedData
-from grammar_ae.decoding.ring_closure import RingClosure
+from grammar_ae.decoding.smiles_checks import SmilesChecks
 from grammar_ae.decoding.strings import StringReplay
 from grammar_ae.decoding.tables import DecodingTables
-from grammar_ae.errors import GrammarAEError, ParseError
+from grammar_ae.errors import ParseError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.folding import FoldedGrammar
-from grammar_ae.grammar.parser import Parser
+from grammar_ae.models.sequence.codec import StringCodec
 
 Ragged = tuple[np.ndarray, np.ndarray]  # flat tokens, offsets (N + 1)
 
 
-class TokenCodec(ABC):
+class TokenCodec(StringCodec, ABC):
     """Tokens ``0 .. num_tokens - 1``; ``padding_token`` fills sequences after their end."""
 
-    def __init__(self, grammar: Grammar, tables: DecodingTables, token_lhs: np.ndarray, max_tokens: int):
-        self.grammar = grammar
-        self.parser = Parser(grammar)
+    def __init__(self, grammar: Grammar, tables: DecodingTables, token_lhs: np.ndarray, max_tokens: int, form: str):
+        super().__init__(grammar, form)
         self.tables = tables
         self.token_lhs = token_lhs
         self.max_tokens = max_tokens
@@ -71,8 +70,8 @@ class TokenCodec(ABC):
     def strings(self, tokens: Tensor, valid: Tensor) -> list[str | None]:
         """Strings of decoded (B, T) tokens where ``valid``, else None."""
 
-    def ring_closure(self) -> RingClosure | None:
-        """The SMILES ring checks for decoding, where the tokens carry SMILES ring bonds."""
+    def chemistry_checks(self) -> SmilesChecks | None:
+        """The SMILES checks (rings, valence) for decoding, where the tokens are SMILES."""
         return None
 
     def padded(self, strings: Sequence[str]) -> Tensor:
@@ -80,18 +79,10 @@ class TokenCodec(ABC):
         flat, offsets = self.encode(strings)
         return pad_ragged(flat, offsets, np.arange(len(offsets) - 1), self.padding_token)
 
-    def is_grammatical(self, text: str) -> bool:
-        try:
-            self.parser.parse(text)
-        except GrammarAEError:
-            return False
-        return True
-
-
 class GrammarTokens(TokenCodec):
     """Folded productions of the grammar (see ``grammar.folding``)."""
 
-    def __init__(self, grammar: Grammar):
+    def __init__(self, grammar: Grammar, form: str = "as-written"):
         self.folded = FoldedGrammar.from_grammar(grammar)
         live = np.ones(self.folded.num_tokens, dtype=bool)
         tables = DecodingTables.from_productions(
@@ -101,17 +92,17 @@ class GrammarTokens(TokenCodec):
             start_symbol=grammar.symbol_index[grammar.start],
             padding_rule=self.folded.padding_token,
         )
-        super().__init__(grammar, tables, self.folded.token_lhs, grammar.max_length)
+        super().__init__(grammar, tables, self.folded.token_lhs, grammar.max_length, form)
         self._replay = StringReplay(grammar, DecodingTables.from_grammar(grammar))
 
     def ragged(self, data: PreparedData) -> Ragged:
         return self.folded.fold(data.sequences, data.offsets)
 
-    def ring_closure(self) -> RingClosure | None:
-        return RingClosure(self.folded) if RingClosure.applies(self.folded) else None
+    def chemistry_checks(self) -> SmilesChecks | None:
+        return SmilesChecks(self.folded) if SmilesChecks.applies(self.folded) else None
 
     def encode(self, strings: Sequence[str]) -> Ragged:
-        sequences = [self.parser.parse(text) for text in strings]
+        sequences = [self.parser.parse(self.input_form(text)) for text in strings]
         offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in sequences], out=offsets[1:])
         flat = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
@@ -127,7 +118,7 @@ class GrammarTokens(TokenCodec):
 class CharacterTokens(TokenCodec):
     """Characters of ``alphabet``; its first entry (the padding character) ends a string."""
 
-    def __init__(self, grammar: Grammar, alphabet: Sequence[str], length: int):
+    def __init__(self, grammar: Grammar, alphabet: Sequence[str], length: int, form: str = "as-written"):
         self.alphabet = list(alphabet)
         characters = len(self.alphabet)
         # symbols: 0 = S (the rest of the string), 1 = after the end
@@ -136,7 +127,7 @@ class CharacterTokens(TokenCodec):
         tables = DecodingTables.from_productions(
             lhs=lhs, rhs_nonterminals=pushes, live=np.ones(len(lhs), bool), start_symbol=0, padding_rule=characters
         )
-        super().__init__(grammar, tables, lhs, length + 1)
+        super().__init__(grammar, tables, lhs, length + 1, form)
         self.length = length
         self._index = {c: i for i, c in enumerate(self.alphabet)}
 
@@ -146,7 +137,7 @@ class CharacterTokens(TokenCodec):
     def encode(self, strings: Sequence[str]) -> Ragged:
         codes = []
         for text in strings:
-            normalized = self.parser.tokenizer.normalize(text)
+            normalized = self.input_form(text)
             if len(normalized) > self.length:
                 raise ParseError(f"{text!r}: {len(normalized)} characters, more than the model's {self.length}")
             try:

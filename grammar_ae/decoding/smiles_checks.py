@@ -1,0 +1,290 @@
+"""Chemistry checks while decoding SMILES (semantic masks, as in the syntax-directed VAE).
+
+The SMILES grammar pairs ring-bond digits and counts bonds only by meaning: ``C1CCCCC1`` is
+a ring and ``C1CCCCC`` is not a molecule, ``CC(C)(C)(C)C`` is neopentane and
+``CC(C)(C)(C)(C)C`` is not. Decoding keeps, per sequence, what it needs to know and removes
+the choices that cannot lead to a valid molecule:
+
+Rings (open ring labels, and the atom-producing symbols ``chain``, ``branched_atom``,
+``branch``, ``BB`` still on the stack):
+
+- on the last atom, with rings open, an atom without branches that cannot close them all
+  (no ring bonds, or a ring opened by the atom it is bonded to); without rings open, ring
+  bonds that no later atom could close;
+- on the last atom, ring-bond counts other than the number of open rings, and a ring digit
+  that opens instead of closing;
+- anywhere, closing a ring on the atom that opened it (``C11``) or on an atom bonded to its
+  opener already (``C1C1``, ``C1(C)C1``), or opening a ninth ring.
+
+Valence (per branch level, the free valence of its last atom; bonds are reserved when the
+structure that needs them is chosen):
+
+- an element whose largest valence (``VALENCE``; for aromatic atoms their neighbours and
+  exocyclic double bonds) is below the bonds its place already needs: the bond to the atom
+  before it, one to the next atom of its chain, one per ring bond and branch its structure
+  names;
+- one more ring bond or branch on an atom without free valence, and a double or triple
+  bond that its atoms cannot take.
+
+Every valid SMILES derivation passes these checks (the tests replay ZINC through them, as
+written and in Kekulé form), so they never change a decode the model gets right; they
+only redirect the ones it gets wrong. Aromaticity is not checked: a model of Kekulé SMILES
+(``kekulize``) needs none. The checks work on folded tokens (``grammar.folding``) of
+grammars with the SMILES grammar's symbols and rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grammar_ae.grammar.folding import FoldedGrammar
+
+ATOM_SYMBOLS = ("chain", "branched_atom", "branch", "BB")
+REQUIRED_SYMBOLS = (*ATOM_SYMBOLS, "RB", "ringbond", "DIGIT", "bond", "atom")
+LABELS = 8  # ring digits 1..8
+DEPTH = 16  # branch nesting followed (deeper branches are treated as the 16th level)
+VALENCE = {"B": 3, "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "Cl": 1, "Br": 1, "I": 1,
+           "c": 4, "n": 3, "o": 2, "s": 4}
+BRACKET_VALENCE = 8  # charges and hydrogen counts are not followed: no limit in practice
+BOND_ORDER = {"-": 1, "=": 2, "#": 3, "/": 1, "\\": 1}
+
+
+@dataclass
+class SmilesState:
+    """Per sequence: symbols on the stack that produce atoms and ring bonds, open ring labels
+    (a bit mask) with their bond orders, the branch depth, per depth the stack position its
+    branch began at, whether it has an atom, its last atom's free valence and ring labels,
+    branched atoms still to come in it, and what the pending choices need."""
+
+    atom_symbols: Tensor
+    ringbonds: Tensor
+    open_rings: Tensor
+    depth: Tensor
+    branch_start: Tensor  # (B, DEPTH)
+    has_atom: Tensor  # (B, DEPTH)
+    opened_by_last: Tensor  # (B, DEPTH)
+    free: Tensor  # (B, DEPTH)
+    atoms_to_come: Tensor  # (B, DEPTH) branched_atom symbols of the level on the stack
+    bonded_labels: Tensor  # labels opened by the current atom or by the atom it is bonded to
+    digit_pending: Tensor  # the next DIGIT token is a ring label
+    bond_order: Tensor  # the order of the bond to the next atom (0: the first atom)
+    needed: Tensor  # bonds the current atom needs before its element is chosen
+
+    def select(self, rows: Tensor) -> SmilesState:
+        return SmilesState(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+
+
+class SmilesChecks:
+    """The checks for one folded SMILES grammar (``applies`` says whether a grammar has the
+    symbols and rules they need)."""
+
+    def __init__(self, folded: FoldedGrammar):
+        grammar = folded.grammar
+        index = grammar.symbol_index
+        rules = grammar.rules
+
+        def rule(lhs: str, rhs: tuple[str, ...]) -> int:
+            return next(r.index for r in rules if r.lhs == lhs and r.rhs == rhs)
+
+        tokens = folded.num_tokens
+        table = {name: np.zeros(tokens, dtype=np.int64) for name in (
+            "starts_atom", "adds_ring_bonds", "adds_branches", "valence", "ring_digit", "plain_digit",
+            "more_ring_bonds", "last_ring_bond", "more_branches", "sets_pending", "opens_branch",
+            "order", "pushed_atom_symbols", "pushed_ringbonds", "pushed_branched_atoms")}
+        digit_of = {rule("DIGIT", (str(d),)): d for d in range(1, LABELS + 1)}
+        ringbond_digit, ringbond_bond = rule("ringbond", ("DIGIT",)), rule("ringbond", ("bond", "DIGIT"))
+        rb_more, rb_one, bb_more = rule("RB", ("RB", "ringbond")), rule("RB", ("ringbond",)), rule("BB", ("BB", "branch"))
+        branch_rules = {r.index for r in rules if r.lhs == "branch"}
+        elements = {r.index: VALENCE.get(r.rhs[0], BRACKET_VALENCE) for r in rules
+                    if r.lhs in ("aliphatic_organic", "aromatic_organic")}
+        elements[rule("bracket_atom", ("[", "BAI", "]"))] = BRACKET_VALENCE
+        orders = {r.index: BOND_ORDER[r.rhs[0]] for r in rules if r.lhs == "bond"}
+        atom_symbols = {index[s] for s in ATOM_SYMBOLS}
+        for token, path in enumerate(folded.paths[:-1]):
+            atom_rules = [r for r in path if rules[r].lhs == "branched_atom"]
+            if atom_rules:
+                rhs = rules[atom_rules[0]].rhs
+                table["starts_atom"][token] = 1
+                table["adds_ring_bonds"][token] = int("RB" in rhs)
+                table["adds_branches"][token] = int("BB" in rhs)
+            if any(rules[r].lhs == "atom" for r in path):  # an atom's element (not one inside brackets)
+                table["valence"][token] = elements.get(path[-1], 0)
+            table["order"][token] = orders.get(path[-1], 0)
+            if path[-1] in digit_of:
+                key = "ring_digit" if ringbond_digit in path else "plain_digit"
+                table[key][token] = digit_of[path[-1]]
+            table["more_ring_bonds"][token] = int(path[-1] == rb_more)
+            table["last_ring_bond"][token] = int(rb_one in path)
+            table["more_branches"][token] = int(path[-1] == bb_more)
+            table["sets_pending"][token] = int(ringbond_bond in path)
+            table["opens_branch"][token] = int(path[-1] in branch_rules)  # its chain sits where the token was
+            pushed = folded.rhs_nonterminals[token]
+            table["pushed_atom_symbols"][token] = sum(s in atom_symbols for s in pushed)
+            table["pushed_ringbonds"][token] = sum(s == index["ringbond"] for s in pushed)
+            table["pushed_branched_atoms"][token] = sum(s == index["branched_atom"] for s in pushed)
+        symbols = len(grammar.lhs_symbols)
+        self.is_atom_symbol = torch.zeros(symbols, dtype=torch.long)
+        self.is_atom_symbol[[*atom_symbols, index[grammar.start]]] = 1  # the start symbol becomes the main chain
+        self.is_ringbond = torch.zeros(symbols, dtype=torch.long)
+        self.is_ringbond[index["ringbond"]] = 1
+        self.is_branched_atom = torch.zeros(symbols, dtype=torch.long)
+        self.is_branched_atom[index["branched_atom"]] = 1
+        self.tables = {name: torch.from_numpy(values) for name, values in table.items()}
+
+    @staticmethod
+    def applies(folded: FoldedGrammar) -> bool:
+        grammar = folded.grammar
+        rules = {(r.lhs, r.rhs) for r in grammar.rules}
+        return all(symbol in grammar.symbol_index for symbol in REQUIRED_SYMBOLS) and {
+            ("ringbond", ("DIGIT",)), ("ringbond", ("bond", "DIGIT")), ("RB", ("RB", "ringbond")),
+            ("RB", ("ringbond",)), ("BB", ("BB", "branch")), ("bracket_atom", ("[", "BAI", "]")),
+        } <= rules and all((("DIGIT", (str(d),)) in rules) for d in range(1, LABELS + 1))
+
+    def to(self, device: torch.device) -> SmilesChecks:
+        for name in ("is_atom_symbol", "is_ringbond", "is_branched_atom"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.tables = {name: values.to(device) for name, values in self.tables.items()}
+        return self
+
+    def start(self, batch: int, device: torch.device) -> SmilesState:
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        levels = torch.zeros((batch, DEPTH), dtype=torch.long, device=device)
+        return SmilesState(
+            atom_symbols=zeros + 1, ringbonds=zeros.clone(), open_rings=zeros.clone(), depth=zeros.clone(),
+            branch_start=levels, has_atom=levels.bool(), opened_by_last=levels.clone(), free=levels.clone(),
+            atoms_to_come=levels.clone(), bonded_labels=zeros.clone(), digit_pending=zeros.bool(),
+            bond_order=zeros.clone(), needed=zeros.clone(),
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _events(self, state: SmilesState, tokens: Tensor) -> Tensor:
+        """The ring label each token places (1..8), 0 where it places none."""
+        pending = state.digit_pending.view(-1, *([1] * (tokens.dim() - 1)))
+        return self.tables["ring_digit"][tokens] + pending * self.tables["plain_digit"][tokens]
+
+    @staticmethod
+    def _depth(state: SmilesState, position: Tensor) -> Tensor:
+        """The branch depth at a stack position: branches whose chain began above it are over."""
+        levels = torch.arange(DEPTH, device=position.device)
+        starts = state.branch_start.gather(1, (state.depth.unsqueeze(1) - levels).clamp(0, DEPTH - 1))
+        still_inside = (starts <= position.unsqueeze(1)) | (levels >= state.depth.unsqueeze(1))
+        return state.depth - (~still_inside).long().cumprod(1).sum(1)
+
+    @staticmethod
+    def _at(values: Tensor, level: Tensor) -> Tensor:
+        return values.gather(1, level.clamp(0, DEPTH - 1).unsqueeze(1))[:, 0]
+
+    @staticmethod
+    def _put(values: Tensor, level: Tensor, new: Tensor) -> Tensor:
+        return values.scatter(1, level.clamp(0, DEPTH - 1).unsqueeze(1), new.unsqueeze(1))
+
+    def _predecessor_level(self, state: SmilesState, depth: Tensor) -> Tensor:
+        """The level of the atom the next atom at ``depth`` bonds to: its own level's last atom,
+        or for a branch's first atom the branch point one level up (-1: no atom before)."""
+        first = ~self._at(state.has_atom, depth)
+        return torch.where(first, depth - 1, depth)
+
+    def _context(self, state: SmilesState, top: Tensor, position: Tensor) -> dict[str, Tensor]:
+        depth = self._depth(state, position)
+        before = self._predecessor_level(state, depth)
+        has_before = before >= 0
+        return {
+            "depth": depth,
+            "before": before,
+            "last": (state.atom_symbols - self.is_atom_symbol[top]) == 0,
+            "ringbonds": state.ringbonds - self.is_ringbond[top],
+            "to_come": self._at(state.atoms_to_come, depth) - self.is_branched_atom[top],
+            "barred": torch.where(has_before, self._at(state.opened_by_last, before), 0),
+            "free_before": torch.where(has_before, self._at(state.free, before), 99),
+            "free_here": self._at(state.free, depth),
+            "order_in": torch.where(has_before, state.bond_order.clamp_min(1), 0),
+        }
+
+    # -- the checks -------------------------------------------------------------------------
+    def allowed(self, state: SmilesState, top: Tensor, candidates: Tensor, position: Tensor) -> Tensor:
+        """(B, K) True where candidate token k keeps sequence b valid (``position``: where the
+        popped symbol was on the stack)."""
+        t = {name: values[candidates] for name, values in self.tables.items()}
+        c = {name: value.unsqueeze(1) for name, value in self._context(state, top, position).items()}
+        last, open_count = c["last"], _popcount(state.open_rings).unsqueeze(1)
+        starts, branches, ring_bonds = t["starts_atom"].bool(), t["adds_branches"].bool(), t["adds_ring_bonds"].bool()
+        # rings
+        closable = _popcount(state.open_rings.unsqueeze(1) & ~c["barred"])
+        ok = ~(last & starts & (open_count > 0) & ~branches & ~(ring_bonds & (closable == open_count)))
+        ok &= ~(last & starts & (open_count == 0) & ring_bonds & ~branches)
+        need_more = last & (c["ringbonds"] + 1 < open_count)
+        ok &= ~(need_more & t["last_ring_bond"].bool()) & ~(last & ~need_more & t["more_ring_bonds"].bool())
+        label = self._events(state, candidates)
+        bit = torch.where(label > 0, 1 << (label - 1).clamp_min(0), 0)
+        event = label > 0
+        is_open = (state.open_rings.unsqueeze(1) & bit) != 0
+        bonded = (state.bonded_labels.unsqueeze(1) & bit) != 0
+        ok &= ~(event & last & ~is_open) & ~(event & is_open & bonded) & ~(event & ~is_open & (open_count >= LABELS))
+        # valence: an element must take the bonds its place needs
+        successor = (c["to_come"] > 0).long()
+        structure = c["order_in"] + successor + ring_bonds.long() + branches.long()
+        needed = torch.where(starts, structure, state.needed.unsqueeze(1))
+        ok &= ~((t["valence"] > 0) & (t["valence"] < needed))
+        ok &= ~((t["more_ring_bonds"] + t["more_branches"]).bool() & (c["free_here"] < 1))
+        bond_free = torch.where(state.digit_pending.unsqueeze(1), c["free_here"], c["free_before"])
+        ok &= ~((t["order"] > 1) & (bond_free < t["order"] - 1))
+        return ok
+
+    def update(self, state: SmilesState, top: Tensor, chosen: Tensor, position: Tensor) -> SmilesState:
+        t = {name: values[chosen] for name, values in self.tables.items()}
+        c = self._context(state, top, position)
+        depth, level = c["depth"], c["depth"]
+        label = self._events(state, chosen)
+        bit = torch.where(label > 0, 1 << (label - 1).clamp_min(0), 0)
+        opening = (label > 0) & ((state.open_rings & bit) == 0)
+        new_atom = t["starts_atom"].bool()
+        typed = t["valence"] > 0
+        # a new atom: bonded to its predecessor, the last atom of its level from now on
+        bonded = torch.where(new_atom, c["barred"], state.bonded_labels) | torch.where(opening, bit, 0)
+        has_atom = self._put(state.has_atom, level, self._at(state.has_atom, level) | new_atom)
+        last_opened = torch.where(new_atom, 0, self._at(state.opened_by_last, level)) | torch.where(opening, bit, 0)
+        opened_by_last = self._put(state.opened_by_last, level, last_opened)
+        to_come = self._put(state.atoms_to_come, level, c["to_come"] + t["pushed_branched_atoms"])
+        structure = c["order_in"] + (c["to_come"] > 0).long() + t["adds_ring_bonds"] + t["adds_branches"]
+        needed = torch.where(new_atom, structure, state.needed)
+        free_here = torch.where(typed, t["valence"] - needed, c["free_here"])
+        free_here = free_here - t["more_ring_bonds"] - t["more_branches"]
+        ring_bond = state.digit_pending & (t["order"] > 0)
+        free_here = free_here - torch.where(ring_bond, (t["order"] - 1).clamp_min(0), 0)
+        free = self._put(state.free, level, free_here)
+        chain_bond = ~state.digit_pending & (t["order"] > 0)
+        free_before = c["free_before"] - torch.where(chain_bond, (t["order"] - 1).clamp_min(0), 0)
+        free = torch.where((chain_bond & (c["before"] >= 0)).unsqueeze(1), self._put(free, c["before"], free_before), free)
+        bond_order = torch.where(chain_bond, t["order"], torch.where(new_atom, 1, state.bond_order))
+        # a branch: one level deeper, starting where its chain was pushed, with no atom yet
+        enters = t["opens_branch"].bool()
+        inner = (depth + 1).clamp(max=DEPTH - 1)
+        branch_start = torch.where(enters.unsqueeze(1), self._put(state.branch_start, inner, position), state.branch_start)
+        has_atom = torch.where(enters.unsqueeze(1), self._put(has_atom, inner, torch.zeros_like(new_atom)), has_atom)
+        to_come = torch.where(enters.unsqueeze(1), self._put(to_come, inner, torch.zeros_like(depth)), to_come)
+        return SmilesState(
+            atom_symbols=state.atom_symbols - self.is_atom_symbol[top] + t["pushed_atom_symbols"],
+            ringbonds=c["ringbonds"] + t["pushed_ringbonds"],
+            open_rings=state.open_rings ^ bit,
+            depth=depth + enters.long(),
+            branch_start=branch_start,
+            has_atom=has_atom,
+            opened_by_last=opened_by_last,
+            free=free,
+            atoms_to_come=to_come,
+            bonded_labels=bonded,
+            digit_pending=t["sets_pending"].bool() | (state.digit_pending & (t["plain_digit"] == 0)),
+            bond_order=torch.where(enters, 1, bond_order),
+            needed=needed,
+        )
+
+
+def _popcount(bits: Tensor) -> Tensor:
+    count = torch.zeros_like(bits)
+    for label in range(LABELS):
+        count += (bits >> label) & 1
+    return count
