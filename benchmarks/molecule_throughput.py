@@ -60,7 +60,11 @@ def train_rate(name: str, args: list[str], items: int, processes: int, threads: 
     command = [*launcher, "grammar_ae", "train", "--grammar", "smiles", "--data", "zinc250k", "--limit", str(items),
                "--epochs", "1", "--quiet", "--out", str(out), "--set", "validation_fraction=0.01", *args]
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    with open(work / f"{name}.log", "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{name}: training failed, see {work / name}.log")
     with open(out / "metrics.csv", newline="") as handle:
         row = next(csv.DictReader(handle))
     summary = json.loads((out / "summary.json").read_text())
@@ -68,7 +72,8 @@ def train_rate(name: str, args: list[str], items: int, processes: int, threads: 
     seconds = float(row["seconds"])
     return {"name": name, "processes": processes, "threads_per_process": threads, "items": trained,
             "epoch_seconds": round(seconds, 1), "molecules_per_second": round(trained / seconds, 1),
-            "wall_seconds": round(time.perf_counter() - started, 1), "command": " ".join(command[len(launcher):])}
+            "wall_seconds": round(time.perf_counter() - started, 1), "command": " ".join(command[len(launcher):]),
+            "peak_rss_gb_largest_process": round(usage.ru_maxrss / 1e6, 2)}
 
 
 def main() -> None:
