@@ -17,7 +17,8 @@ Rings (open ring labels, and the atom-producing symbols ``chain``, ``branched_at
   opener already (``C1C1``, ``C1(C)C1``), or opening a ninth ring.
 
 Valence (per branch level, the free valence of its last atom; bonds are reserved when the
-structure that needs them is chosen):
+structure that needs them is chosen; a bracket atom's valence follows its element, charge
+and hydrogen count, ``CHARGED_VALENCE``):
 
 - an element whose largest valence (``VALENCE``; for aromatic atoms their neighbours and
   exocyclic double bonds) is below the bonds its place already needs: the bond to the atom
@@ -49,8 +50,14 @@ LABELS = 8  # ring digits 1..8
 DEPTH = 16  # branch nesting followed (deeper branches are treated as the 16th level)
 VALENCE = {"B": 3, "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "Cl": 1, "Br": 1, "I": 1,
            "c": 4, "n": 3, "o": 2, "s": 4}
-BRACKET_VALENCE = 8  # charges and hydrogen counts are not followed: no limit in practice
+BRACKET_VALENCE = 8  # a bracket atom before its element, charge and hydrogens are known
 BOND_ORDER = {"-": 1, "=": 2, "#": 3, "/": 1, "\\": 1}
+CHARGED_VALENCE = {  # largest valence at charge -1, 0, +1 (isoelectronic neighbours), in brackets
+    "B": (4, 3, 2), "C": (3, 4, 3), "N": (2, 3, 4), "O": (1, 2, 3), "S": (5, 6, 5), "P": (6, 5, 4),
+    "F": (0, 1, 2), "Cl": (0, 1, 2), "Br": (0, 1, 2), "I": (0, 1, 2),
+    "c": (4, 4, 4), "n": (3, 3, 4), "o": (2, 2, 3), "s": (4, 4, 4),
+}
+NO_CHARGE_AFTER = (("BAI", ("symbol",)), ("BAI", ("isotope", "symbol")), ("BAC", ("chiral",)), ("BAH", ("hcount",)))
 
 
 @dataclass
@@ -73,6 +80,12 @@ class SmilesState:
     digit_pending: Tensor  # the next DIGIT token is a ring label
     bond_order: Tensor  # the order of the bond to the next atom (0: the first atom)
     needed: Tensor  # bonds the current atom needs before its element is chosen
+    ring_extra: Tensor  # of those, ring bonds its last-atom structure has not named yet
+    element: Tensor  # the current bracket atom's element (an index of CHARGED_VALENCE + 1; 0: none)
+    hydrogens: Tensor  # its hydrogen count
+    charge: Tensor  # its charge (-1, 0, +1)
+    charge_closed: Tensor  # no charge can follow in its bracket
+    digit_role: Tensor  # the next DIGIT token: 1 a hydrogen count, 2 / -2 a charge's size, 0 other
 
     def select(self, rows: Tensor) -> SmilesState:
         return SmilesState(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
@@ -94,7 +107,8 @@ class SmilesChecks:
         table = {name: np.zeros(tokens, dtype=np.int64) for name in (
             "starts_atom", "adds_ring_bonds", "adds_branches", "valence", "ring_digit", "plain_digit",
             "more_ring_bonds", "last_ring_bond", "more_branches", "sets_pending", "opens_branch",
-            "order", "pushed_atom_symbols", "pushed_ringbonds", "pushed_branched_atoms")}
+            "order", "pushed_atom_symbols", "pushed_ringbonds", "pushed_branched_atoms",
+            "bracket_element", "hydrogens", "hydrogen_digit", "charge", "charge_digit", "closes_charge")}
         digit_of = {rule("DIGIT", (str(d),)): d for d in range(1, LABELS + 1)}
         ringbond_digit, ringbond_bond = rule("ringbond", ("DIGIT",)), rule("ringbond", ("bond", "DIGIT"))
         rb_more, rb_one, bb_more = rule("RB", ("RB", "ringbond")), rule("RB", ("ringbond",)), rule("BB", ("BB", "branch"))
@@ -103,6 +117,10 @@ class SmilesChecks:
                     if r.lhs in ("aliphatic_organic", "aromatic_organic")}
         elements[rule("bracket_atom", ("[", "BAI", "]"))] = BRACKET_VALENCE
         orders = {r.index: BOND_ORDER[r.rhs[0]] for r in rules if r.lhs == "bond"}
+        element_names = list(CHARGED_VALENCE)
+        symbol_elements = {r.index: element_names.index(r.rhs[0]) + 1 for r in rules
+                           if r.lhs in ("aliphatic_organic", "aromatic_organic") and r.rhs[0] in CHARGED_VALENCE}
+        closes_charge = {rule(lhs, rhs) for lhs, rhs in NO_CHARGE_AFTER}
         atom_symbols = {index[s] for s in ATOM_SYMBOLS}
         for token, path in enumerate(folded.paths[:-1]):
             atom_rules = [r for r in path if rules[r].lhs == "branched_atom"]
@@ -114,6 +132,18 @@ class SmilesChecks:
             if any(rules[r].lhs == "atom" for r in path):  # an atom's element (not one inside brackets)
                 table["valence"][token] = elements.get(path[-1], 0)
             table["order"][token] = orders.get(path[-1], 0)
+            if any(rules[r].lhs == "symbol" for r in path):  # an element inside brackets
+                table["bracket_element"][token] = symbol_elements.get(path[-1], 0)
+            hydrogen = [r for r in path if rules[r].lhs == "hcount"]
+            if hydrogen:
+                table["hydrogens"][token] = 1
+                table["hydrogen_digit"][token] = int(rules[hydrogen[0]].rhs == ("H", "DIGIT"))
+            charge = [r for r in path if rules[r].lhs == "charge"]
+            if charge:
+                sign = 1 if rules[charge[0]].rhs[0] == "+" else -1
+                table["charge"][token] = sign
+                table["charge_digit"][token] = sign * int(len(rules[charge[0]].rhs) > 1)
+            table["closes_charge"][token] = int(bool(closes_charge & set(path)) or bool(charge))
             if path[-1] in digit_of:
                 key = "ring_digit" if ringbond_digit in path else "plain_digit"
                 table[key][token] = digit_of[path[-1]]
@@ -134,6 +164,12 @@ class SmilesChecks:
         self.is_branched_atom = torch.zeros(symbols, dtype=torch.long)
         self.is_branched_atom[index["branched_atom"]] = 1
         self.tables = {name: torch.from_numpy(values) for name, values in table.items()}
+        # (elements + 1, charges -9..9): the largest valence of a bracket atom; row 0 (element
+        # not known yet) and charges beyond +-1 put no limit
+        valence = torch.full((len(element_names) + 1, 19), BRACKET_VALENCE, dtype=torch.long)
+        for row, name in enumerate(element_names, start=1):
+            valence[row, 8:11] = torch.tensor(CHARGED_VALENCE[name])
+        self.charged_valence = valence
 
     @staticmethod
     def applies(folded: FoldedGrammar) -> bool:
@@ -145,7 +181,7 @@ class SmilesChecks:
         } <= rules and all((("DIGIT", (str(d),)) in rules) for d in range(1, LABELS + 1))
 
     def to(self, device: torch.device) -> SmilesChecks:
-        for name in ("is_atom_symbol", "is_ringbond", "is_branched_atom"):
+        for name in ("is_atom_symbol", "is_ringbond", "is_branched_atom", "charged_valence"):
             setattr(self, name, getattr(self, name).to(device))
         self.tables = {name: values.to(device) for name, values in self.tables.items()}
         return self
@@ -157,7 +193,9 @@ class SmilesChecks:
             atom_symbols=zeros + 1, ringbonds=zeros.clone(), open_rings=zeros.clone(), depth=zeros.clone(),
             branch_start=levels, has_atom=levels.bool(), opened_by_last=levels.clone(), free=levels.clone(),
             atoms_to_come=levels.clone(), bonded_labels=zeros.clone(), digit_pending=zeros.bool(),
-            bond_order=zeros.clone(), needed=zeros.clone(),
+            bond_order=zeros.clone(), needed=zeros.clone(), ring_extra=zeros.clone(), element=zeros.clone(),
+            hydrogens=zeros.clone(),
+            charge=zeros.clone(), charge_closed=zeros.bool(), digit_role=zeros.clone(),
         )
 
     # -- helpers ---------------------------------------------------------------------------
@@ -204,6 +242,41 @@ class SmilesChecks:
             "order_in": torch.where(has_before, state.bond_order.clamp_min(1), 0),
         }
 
+    @staticmethod
+    def _structure(t: dict[str, Tensor], c: dict[str, Tensor], open_count: Tensor) -> tuple[Tensor, Tensor]:
+        """Bonds a new atom needs, and how many of them are ring bonds its structure does not
+        name yet: to its predecessor, to the next atom of its chain, one per branch and ring
+        bond, and on the last atom as many ring bonds as rings are open (its ring-bond count
+        is chosen later, one ring bond at a time)."""
+        named = c["order_in"] + (c["to_come"] > 0).long() + t["adds_ring_bonds"] + t["adds_branches"]
+        extra = torch.where(c["last"] & t["adds_ring_bonds"].bool(), (open_count - 1).clamp_min(0), 0)
+        return named + extra, extra
+
+    def _bracket(self, state: SmilesState, t: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The current bracket atom after a token: element, hydrogens, charge, whether a charge
+        can still follow, and its largest valence given what is known (no limit before the
+        element is known, the best charge while one may follow)."""
+        shape = t["charge"].shape
+
+        def held(values: Tensor) -> Tensor:
+            return values.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+
+        fresh = t["starts_atom"].bool() | (t["valence"] > 0)  # a new atom: its bracket (if any) starts empty
+        role, digit = held(state.digit_role), t["plain_digit"]
+        element = torch.where(t["bracket_element"] > 0, t["bracket_element"], torch.where(fresh, 0, held(state.element)))
+        hydrogens = torch.where(fresh, 0, held(state.hydrogens))
+        hydrogens = torch.where(t["hydrogens"] > 0, t["hydrogens"], hydrogens)
+        hydrogens = torch.where((role == 1) & (digit > 0), digit, hydrogens)
+        charge = torch.where(fresh, 0, held(state.charge))
+        charge = torch.where(t["charge"] != 0, t["charge"], charge)
+        charge = torch.where((role.abs() == 2) & (digit > 0), role.sign() * digit, charge).clamp(-9, 9)
+        closed = (torch.where(fresh, False, held(state.charge_closed)) | t["closes_charge"].bool())
+        by_charge = self.charged_valence[element]  # (..., 19)
+        exact = by_charge.gather(-1, (charge + 9).unsqueeze(-1)).squeeze(-1)
+        best = by_charge[..., 8:11].max(-1).values
+        return {"element": element, "hydrogens": hydrogens, "charge": charge, "closed": closed,
+                "valence": torch.where(closed, exact, best), "fresh": fresh}
+
     # -- the checks -------------------------------------------------------------------------
     def allowed(self, state: SmilesState, top: Tensor, candidates: Tensor, position: Tensor) -> Tensor:
         """(B, K) True where candidate token k keeps sequence b valid (``position``: where the
@@ -225,10 +298,10 @@ class SmilesChecks:
         bonded = (state.bonded_labels.unsqueeze(1) & bit) != 0
         ok &= ~(event & last & ~is_open) & ~(event & is_open & bonded) & ~(event & ~is_open & (open_count >= LABELS))
         # valence: an element must take the bonds its place needs
-        successor = (c["to_come"] > 0).long()
-        structure = c["order_in"] + successor + ring_bonds.long() + branches.long()
-        needed = torch.where(starts, structure, state.needed.unsqueeze(1))
+        needed = torch.where(starts, self._structure(t, c, open_count)[0], state.needed.unsqueeze(1))
         ok &= ~((t["valence"] > 0) & (t["valence"] < needed))
+        bracket = self._bracket(state, t)
+        ok &= ~(~bracket["fresh"] & (bracket["valence"] - bracket["hydrogens"] < needed))
         ok &= ~((t["more_ring_bonds"] + t["more_branches"]).bool() & (c["free_here"] < 1))
         bond_free = torch.where(state.digit_pending.unsqueeze(1), c["free_here"], c["free_before"])
         ok &= ~((t["order"] > 1) & (bond_free < t["order"] - 1))
@@ -249,9 +322,14 @@ class SmilesChecks:
         last_opened = torch.where(new_atom, 0, self._at(state.opened_by_last, level)) | torch.where(opening, bit, 0)
         opened_by_last = self._put(state.opened_by_last, level, last_opened)
         to_come = self._put(state.atoms_to_come, level, c["to_come"] + t["pushed_branched_atoms"])
-        structure = c["order_in"] + (c["to_come"] > 0).long() + t["adds_ring_bonds"] + t["adds_branches"]
+        structure, extra = self._structure(t, c, _popcount(state.open_rings))
         needed = torch.where(new_atom, structure, state.needed)
-        free_here = torch.where(typed, t["valence"] - needed, c["free_here"])
+        ring_extra = torch.where(new_atom, extra, state.ring_extra)
+        bracket = self._bracket(state, t)
+        in_bracket = ~bracket["fresh"] & (bracket["element"] > 0)
+        named = needed - ring_extra  # the extra ring bonds are taken from the free valence one by one
+        free_here = torch.where(typed, t["valence"] - named, c["free_here"])
+        free_here = torch.where(in_bracket, bracket["valence"] - bracket["hydrogens"] - named, free_here)
         free_here = free_here - t["more_ring_bonds"] - t["more_branches"]
         ring_bond = state.digit_pending & (t["order"] > 0)
         free_here = free_here - torch.where(ring_bond, (t["order"] - 1).clamp_min(0), 0)
@@ -280,6 +358,12 @@ class SmilesChecks:
             digit_pending=t["sets_pending"].bool() | (state.digit_pending & (t["plain_digit"] == 0)),
             bond_order=torch.where(enters, 1, bond_order),
             needed=needed,
+            ring_extra=ring_extra,
+            element=bracket["element"],
+            hydrogens=bracket["hydrogens"],
+            charge=bracket["charge"],
+            charge_closed=bracket["closed"],
+            digit_role=torch.where(t["hydrogen_digit"] > 0, 1, torch.where(t["charge_digit"] != 0, 2 * t["charge_digit"], 0)),
         )
 
 
