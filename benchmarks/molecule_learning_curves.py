@@ -25,9 +25,9 @@ import torch
 from grammar_ae.data.batches import BucketedBatchSource, split_indices
 from grammar_ae.data.datasets import load_prepared
 from grammar_ae.grammar.cfg import Grammar
-from grammar_ae.models.presets import preset_objective
-from grammar_ae.models.sequence import SequenceModelSpec, build_sequence_model
-from grammar_ae.models.sequence_networks import SequenceNetworkConfig
+from grammar_ae.models.sequence.model import SequenceModelSpec
+from grammar_ae.models.sequence.networks import SequenceNetworkConfig
+from grammar_ae.models.sequence.presets import preset_objective
 from grammar_ae.utils.files import atomic_write_json
 from grammar_ae.utils.provenance import provenance
 
@@ -69,7 +69,7 @@ def main() -> None:
     preset, objective = preset_objective(settings.get("model", "grae"), overrides=settings.get("objective"))
     spec = SequenceModelSpec("grammar", "smiles", grammar.source, grammar.hash,
                              SequenceNetworkConfig(**settings["network"]), objective, preset.name)
-    model = build_sequence_model(spec)
+    model = spec.build()
     flat, offsets = model.codec.ragged(data)
     train = BucketedBatchSource(flat, offsets, train_items, model.codec.padding_token)
     rng = np.random.default_rng(args.seed)

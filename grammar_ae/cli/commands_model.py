@@ -14,6 +14,7 @@ import typer
 from grammar_ae.cli.commands_grammar import GRAMMAR_HELP
 from grammar_ae.data.readers import read_text
 from grammar_ae.errors import ConfigError, DataError
+from grammar_ae.utils import distributed
 from grammar_ae.utils.config_files import merge, parse_assignments, read_config_file
 
 RUN_DIR = typer.Argument(..., help="Run directory (or checkpoint file) written by `grammar-ae train`, or a shipped model's name.")
@@ -77,6 +78,8 @@ def train(
         values.setdefault("grammar", "smiles")
         summary = train_sequence_model(SequenceRunConfig.from_dict(values), out, resume=resume, overwrite=overwrite, quiet=quiet)
     best, monitor = summary["best_validation_loss"], summary["config"]["monitor"]
+    if distributed.launch_rank() > 0:
+        return  # data-parallel training: rank 0 reports
     typer.echo(
         f"trained {summary['epochs_run']} epochs; best validation {monitor} {best:.4g} "
         f"at epoch {summary['best_epoch']}; run in {out}"
