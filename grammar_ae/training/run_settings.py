@@ -85,7 +85,8 @@ class RunSettings:
         """The settings of a trained run: its stored ``identity`` plus the resumable settings
         its trainer config holds."""
         defaults = {f.name: f.default for f in fields(cls)}
-        return cls(**identity, **{name: trainer_config.get(name, defaults[name]) for name in RESUMABLE_SETTINGS})
+        resumed = {name: trainer_config.get(name, defaults[name]) for name in RESUMABLE_SETTINGS if name in defaults}
+        return cls(**identity, **resumed)
 
     def identity(self) -> dict[str, Any]:
         """What must stay the same when the run is resumed (all but ``RESUMABLE_SETTINGS``).
