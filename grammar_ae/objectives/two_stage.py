@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from grammar_ae.errors import ConfigError
 from grammar_ae.objectives.base import EncoderOutput, ReconstructionTerms, check_weight
 from grammar_ae.objectives.density import check_latents, cpu_normal
-from grammar_ae.objectives.terms import learned_variance_nll
+from grammar_ae.objectives.terms import gaussian_nll
 from grammar_ae.objectives.vae import GaussianEncoderObjective
 
 
@@ -31,6 +31,7 @@ class TwoStageVAEObjective(GaussianEncoderObjective):
     """Owns the parameter ``log_gamma``: the optimiser must include this objective's parameters."""
 
     config_class = TwoStageConfig
+    uses_reconstruction_loss: ClassVar[bool] = False
 
     def __init__(self, config: TwoStageConfig, name: str = "2svae") -> None:
         check_weight(name, "kl_weight", config.kl_weight)
@@ -42,7 +43,7 @@ class TwoStageVAEObjective(GaussianEncoderObjective):
     def forward(
         self, enc: EncoderOutput, z: Tensor, decoded: Tensor, rec: ReconstructionTerms, decoder: nn.Module
     ) -> dict[str, Tensor]:
-        nll = learned_variance_nll(self._require_squared_error(rec), self.log_gamma)
+        nll = gaussian_nll(self._require_squared_error(rec), self.log_gamma.exp())
         kl = self.kl(enc)
         return {
             "loss": nll + self.config.kl_weight * kl,

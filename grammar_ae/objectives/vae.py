@@ -11,7 +11,6 @@ from grammar_ae.objectives.base import (
     EncoderOutput,
     Objective,
     ReconstructionTerms,
-    check_positive,
     check_weight,
     total,
 )
@@ -40,7 +39,8 @@ class VAEConfig:
     """REC + kl_weight * KL.
 
     ``encoder_noise_std`` scales eps in the reparameterised sample: 1.0 is the standard VAE;
-    the original GVAE code used 0.01 (the KL term is unchanged by it).
+    the original GVAE code used 0.01; 0 decodes the mean (deterministic encoding). The KL term
+    is unchanged by it.
     """
 
     kl_weight: float = 1.0
@@ -52,7 +52,7 @@ class VAEObjective(GaussianEncoderObjective):
 
     def __init__(self, config: VAEConfig, name: str = "vae") -> None:
         check_weight(name, "kl_weight", config.kl_weight)
-        check_positive(name, "encoder_noise_std", config.encoder_noise_std)
+        check_weight(name, "encoder_noise_std", config.encoder_noise_std)
         super().__init__(config, name)
         self.noise_scale = config.encoder_noise_std
 
