@@ -18,7 +18,7 @@ from grammar_ae.models.image.config import ImageRunConfig
 from grammar_ae.models.image.data import load_run_data
 from grammar_ae.models.image.figures import write_figures
 from grammar_ae.models.image.model import FAMILY, image_model_spec
-from grammar_ae.models.image.presets import pixel_scale_defaults
+from grammar_ae.models.image.presets import image_objective_settings
 from grammar_ae.models.loading import load_run
 from grammar_ae.training import EpochCallback, Trainer, load_checkpoint, seed_everything
 from grammar_ae.training.run_settings import save_run_settings
@@ -43,8 +43,11 @@ def train_image_model(
             f"{len(data.train)} training images are fewer than one batch of {config.batch_size}; lower --batch-size"
         )
     network = config.network_config()
-    overrides = {**pixel_scale_defaults(config.model, data.train.image_shape), **config.objective}
-    model = image_model_spec(data.train.image_shape, network.latent_dim, config.model, network.width, **overrides).build()
+    objective, reconstruction = image_objective_settings(config.model, config.objective, data.train.image_shape)
+    model = image_model_spec(
+        data.train.image_shape, network.latent_dim, config.model, network.width,
+        network=network.changed_settings(), reconstruction=reconstruction, **objective,
+    ).build()
     record = {
         "task": "image",
         "dataset": config.dataset,
@@ -64,7 +67,7 @@ def train_image_model(
     save_run_settings(out_dir, config, record)
     run = load_run(out_dir, config.device, family=FAMILY)
     run.attach_data(data)
-    return {**summary, "figures": write_figures(run, out_dir, config.seed)}
+    return {**summary, "figures": write_figures(run, out_dir, trainer.history, config.seed)}
 
 
 def _started_network(out_dir: Path) -> dict[str, Any] | None:
