@@ -66,6 +66,4 @@ class ARELBOObjective(GaussianEncoderObjective):
     def forward(
         self, enc: EncoderOutput, z: Tensor, decoded: Tensor, rec: ReconstructionTerms, decoder: nn.Module
     ) -> dict[str, Tensor]:
-        nll = ar_nll(self._require_squared_error(rec), self.config.variant)
-        kl = self.kl(enc)
-        return {"loss": nll + self.config.kl_weight * kl, "rec": rec.loss, "nll": nll, "kl": kl}
+        return self.likelihood_terms(ar_nll(self._require_squared_error(rec), self.config.variant), enc, rec)

@@ -130,6 +130,12 @@ def check_weight(objective: str, field: str, value: float) -> None:
         raise ConfigError(f"objective {objective!r}: {field} must be a finite number >= 0, got {value!r}")
 
 
+def check_finite(objective: str, field: str, value: float) -> None:
+    """Raise ConfigError unless ``value`` is a finite number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"objective {objective!r}: {field} must be finite, got {value!r}")
+
+
 def check_positive(objective: str, field: str, value: float) -> None:
     """Raise ConfigError unless ``value`` is a finite number > 0."""
     check_weight(objective, field, value)

@@ -14,7 +14,6 @@ layer starts at zero). At the optimal sigma^2 the loss is the AR-ELBO's plus D /
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from grammar_ae.errors import ConfigError
 from grammar_ae.objectives.ar_elbo import LOG_EPS, VARIANTS, unknown_variant
-from grammar_ae.objectives.base import EncoderOutput, ReconstructionTerms, check_weight
+from grammar_ae.objectives.base import EncoderOutput, ReconstructionTerms, check_finite, check_weight
 from grammar_ae.objectives.terms import gaussian_nll
 from grammar_ae.objectives.vae import GaussianEncoderObjective
 
@@ -50,8 +49,7 @@ class TrainableSigmaObjective(GaussianEncoderObjective):
         if config.variant not in VARIANTS:
             raise unknown_variant(config.variant)
         check_weight(name, "kl_weight", config.kl_weight)
-        if not math.isfinite(config.init_log_variance):
-            raise ConfigError(f"objective {name!r}: init_log_variance must be finite, got {config.init_log_variance!r}")
+        check_finite(name, "init_log_variance", config.init_log_variance)
         super().__init__(config, name)
         variant = config.variant
         outputs = 1 if variant.startswith("iso") else config.data_dim
@@ -76,11 +74,4 @@ class TrainableSigmaObjective(GaussianEncoderObjective):
     ) -> dict[str, Tensor]:
         variance = self.variance(z)
         nll = gaussian_nll(self._require_squared_error(rec), variance)
-        kl = self.kl(enc)
-        return {
-            "loss": nll + self.config.kl_weight * kl,
-            "rec": rec.loss,
-            "nll": nll,
-            "kl": kl,
-            "sigma_x2": variance.detach().mean(),
-        }
+        return self.likelihood_terms(nll, enc, rec, sigma_x2=variance.detach().mean())

@@ -33,6 +33,12 @@ class GaussianEncoderObjective(Objective):
     def kl(self, enc: EncoderOutput) -> Tensor:
         return gaussian_kl(enc.mu, self._require_logvar(enc))
 
+    def likelihood_terms(self, nll: Tensor, enc: EncoderOutput, rec: ReconstructionTerms, **reported: Tensor) -> dict[str, Tensor]:
+        """Terms of objectives that model the decoder likelihood themselves: loss = nll +
+        kl_weight * KL; ``rec`` (the model's standard loss) and ``reported`` are only reported."""
+        kl = self.kl(enc)
+        return {"loss": nll + self.config.kl_weight * kl, "rec": rec.loss, "nll": nll, "kl": kl, **reported}
+
 
 @dataclass
 class VAEConfig:
