@@ -23,7 +23,8 @@ from grammar_ae.utils.files import atomic_path
 FIGURES = ("samples.png", "reconstructions.png", "interpolations.png", "loss_curves.png")
 SCALE = 4
 DPI = 100
-LABEL_INCHES = 1.7
+LABEL_INCHES = 1.7  # at least, for the row labels; more for long ones
+CHARACTER_INCHES = 0.085
 # sampler kind, its fitter's options and the row label of samples.png
 SAMPLE_ROWS = (
     ("standard-normal", {}, "N(0, I)"),
@@ -77,7 +78,7 @@ def _render(path: str | Path, grid: np.ndarray, labels: list[str]) -> Path:
 
     grid = np.repeat(np.repeat(grid, SCALE, axis=0), SCALE, axis=1)
     height, width = grid.shape[0] / DPI, grid.shape[1] / DPI
-    margin = LABEL_INCHES if labels else 0.0
+    margin = max(LABEL_INCHES, 0.2 + CHARACTER_INCHES * max(map(len, labels))) if labels else 0.0
     figure = Figure(figsize=(width + margin, height), dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((margin / (width + margin), 0.0, width / (width + margin), 1.0))
