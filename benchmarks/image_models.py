@@ -28,9 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, shared_data, write_result  # noqa: E402
+from image_common import samples_grid  # noqa: E402
 
-from grammar_ae import load_run  # noqa: E402
-from grammar_ae.models.image.figures import save_labelled_grid  # noqa: E402
 from grammar_ae.pipelines.image_benchmark import (  # noqa: E402
     BENCHMARK_MODELS,
     ImageBenchmarkConfig,
@@ -38,8 +37,6 @@ from grammar_ae.pipelines.image_benchmark import (  # noqa: E402
     run_image_benchmark,
 )
 from grammar_ae.utils.files import atomic_write_text  # noqa: E402
-
-GRID_COLUMNS = 12
 
 
 def check_claims(rows: list[dict]) -> dict:
@@ -87,12 +84,8 @@ def claims_markdown(claims: dict) -> str:
 
 def samples_figure(runs: Path, models: list[str], path: Path) -> None:
     """Two rows per model: samples of its prior (or fitted Gaussian), then of the ex-post GMM."""
-    rows = []
-    for model in models:
-        run = load_run(runs / model, "cpu", family="image")
-        rows += [(f"{model}: prior", run.samples("prior", GRID_COLUMNS, seed=1)),
-                 (f"{model}: GMM-10", run.samples("gmm", GRID_COLUMNS, seed=1, fit={"components": 10, "seed": 0}))]
-    save_labelled_grid(path, rows, GRID_COLUMNS)
+    samplers = (("prior", {}, "prior"), ("gmm", {"components": 10, "seed": 0}, "GMM-10"))
+    samples_grid(path, [(f"{model}: {title}", runs / model, kind, fit) for model in models for kind, fit, title in samplers])
 
 
 def main() -> None:
