@@ -2,7 +2,7 @@
 trainable-Sigma_x counterparts and the fixed-variance VAE, with every ex-post density,
 interpolations and decoder smoothness.
 
-    OMP_NUM_THREADS=1 python benchmarks/image_ar_elbo.py     # about 30 minutes on one core
+    OMP_NUM_THREADS=1 python benchmarks/image_ar_elbo.py     # 16 minutes on one core of a busy machine
 
 Each model: width 1/32, latent 16, 8 epochs, batch 100, evaluated with 1,000 generated images
 per FID against the 1,000 held-out digits (fallback features): samples of the prior N(0, I), of a

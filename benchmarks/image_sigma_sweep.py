@@ -3,7 +3,7 @@ VAE with a fixed decoder variance sigma_x^2, ln sigma_x^2 from 0 to -1 in steps 
 stochastic encoding (z sampled from q(z|x)) and deterministic encoding (z = mean, the KL term
 unchanged: objective.encoder_noise_std=0).
 
-    OMP_NUM_THREADS=1 python benchmarks/image_sigma_sweep.py     # about 10 minutes on one core
+    OMP_NUM_THREADS=1 python benchmarks/image_sigma_sweep.py     # 6 minutes on one core of a busy machine
 
 With per-pixel MSE as REC, the loss sum_d e_d / (2 sigma_x^2) + KL is D / (2 sigma_x^2) times
 MSE + (2 sigma_x^2 / D) KL, so each point is the image VAE with objective.beta = 2 sigma_x^2 (its
