@@ -1,8 +1,12 @@
 """Helpers shared by the image study scripts: run settings on the MNIST test split, a benchmark
-run with its result files, Markdown tables and labelled sample grids."""
+run with its result files, Markdown tables and labelled sample grids. The model code is imported
+where it is used, so that a report from stored results starts without torch."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import shutil
 import time
 from pathlib import Path
@@ -10,9 +14,6 @@ from typing import Any
 
 from common import REPO, RESULTS, shared_data, write_result
 
-from grammar_ae import load_run
-from grammar_ae.models.image.figures import save_labelled_grid
-from grammar_ae.pipelines.image_benchmark import ImageBenchmarkConfig, run_image_benchmark
 from grammar_ae.utils.files import atomic_write_text
 from grammar_ae.utils.provenance import code_version
 
@@ -41,6 +42,8 @@ def run_study(
 ) -> dict:
     """Train (or resume) and evaluate every variant into benchmarks/runs/<name>/; copy the table's
     CSV (and sweep plot) to benchmarks/results/ and return the table with its wall time."""
+    from grammar_ae.pipelines.image_benchmark import ImageBenchmarkConfig, run_image_benchmark
+
     version = code_version()  # fixed before anything is trained: the checkout must not change meanwhile
     started = time.perf_counter()
     config = ImageBenchmarkConfig(tuple(variants), run, evaluation, sweep or {}, variants)
@@ -50,6 +53,34 @@ def run_study(
         shutil.copyfile(RUNS / name / "image_benchmark.png", RESULTS / f"{name}.png")
     return {**table, "settings": run, "evaluation": evaluation, "code_version_at_start": version,
             "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def stored_study(name: str, variants: dict[str, dict], run: dict, sweep: dict) -> dict:
+    """The table of the grid points of benchmarks/runs/<name>/ that were trained and evaluated, read
+    back from their evaluation.json and summary.json (nothing is trained or evaluated); the CSV goes
+    to benchmarks/results/<name>.csv and, with a sweep, the plot to <name>.png."""
+    from grammar_ae.pipelines.image_sweep import grid_points, plot_sweep
+
+    rows, seconds = [], 0.0
+    for point in grid_points(tuple(variants), run, variants, sweep):
+        folder = RUNS / name / point.folder
+        if (folder / "evaluation.json").is_file():
+            evaluation = json.loads((folder / "evaluation.json").read_text())
+            summary = json.loads((folder / "summary.json").read_text())
+            seconds += summary["epochs_run"] * summary["seconds_per_epoch"] + evaluation["seconds"]
+            rows.append({**evaluation, "objective": evaluation["model"], "model": point.label, **point.swept, "run": point.folder})
+    table = {"rows": rows, "sweep": sweep, "feature_extractor": rows[0]["feature_extractor"], "settings": run,
+             "code_version_at_start": code_version(), "compute_seconds": round(seconds, 1)}
+    keys = ["model", *sweep, "objective", "reconstruction_mse", *(key for key in rows[0] if key.startswith(("sample_fid", "interpolation_fid"))),
+            "reconstruction_fid", "els", "expected_gap_1e-2", "expected_gap_1e-3", "kl", "sigma_z2", "data_sha256", "checkpoint_sha256"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(RESULTS / f"{name}.csv", buffer.getvalue())
+    if sweep:
+        plot_sweep(RESULTS / f"{name}.png", rows, sweep, table["feature_extractor"])
+    return table
 
 
 def finish(name: str, result: dict, markdown: list[str]) -> None:
@@ -79,6 +110,9 @@ def number(value: Any) -> str:
 
 def samples_grid(path: Path, entries: list[tuple[str, Path, str, dict]], seed: int = 1) -> Path:
     """One labelled row of ``GRID_COLUMNS`` samples per (label, run folder, sampler kind, fitter options)."""
+    from grammar_ae import load_run
+    from grammar_ae.models.image.figures import save_labelled_grid
+
     rows = []
     for label, run_dir, kind, fit in entries:
         run = load_run(run_dir, "cpu", family="image")

@@ -2,7 +2,7 @@
 variation") on the MNIST test split, on a CPU: FID against latent size for two widths.
 
     OMP_NUM_THREADS=1 python benchmarks/image_dae_study.py     # about an hour on one free core
-    OMP_NUM_THREADS=1 python benchmarks/image_dae_study.py --models ae vae --no-extra   # the part run here
+    OMP_NUM_THREADS=1 python benchmarks/image_dae_study.py --models ae vae --report-only   # the part run here
 
 Grid: AE, VAE (beta 1) and VAE with beta 0.01, all with the binary cross-entropy as REC, at
 latent sizes 16, 32, 64 and widths 1/32 and 1/16 (8 epochs each); then, at width 1/32, the AE
@@ -15,12 +15,14 @@ The same grid from the command line (one folder):
         --samplers prior,standard_normal,gaussian,gmm --out runs/dae
 
 Runs go to benchmarks/runs/images_dae_study/ and images_dae_study_extra/ (resumed if interrupted);
-results to benchmarks/results/images_dae_study.{json,md,csv,png} and images_dae_study_samples.png.
+results to benchmarks/results/images_dae_study.{json,md,csv,png} and images_dae_study_samples_<model>.png.
+``--report-only`` builds them from the runs already trained and evaluated.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from image_common import (  # noqa: E402
     mnist_settings,
     orderings_markdown,
     run_study,
-    samples_grid,
+    stored_study,
     study_arguments,
 )
 
@@ -88,32 +90,33 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs=2, default=[1 / 32, 1 / 16])
     parser.add_argument("--models", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--no-extra", action="store_true", help="skip the AE with MSE and with a batch-normalised code")
+    parser.add_argument("--report-only", action="store_true", help="the tables and plot of the runs already trained and evaluated")
     args = parser.parse_args()
     name = f"images_dae_study{args.tag}"
 
     evaluation = {"samplers": SAMPLERS, "seed": 0}
     sweep = {"latent": args.latents, "width": args.widths}
     run = mnist_settings(args.epochs, args.widths[0], args.latents[0], args.limit)
-    grid = run_study(name, {model: VARIANTS[model] for model in args.models}, run, evaluation, sweep, args.quiet)
-    extra = None if args.no_extra else run_study(f"{name}_extra", EXTRA, run, evaluation, {"latent": args.latents}, args.quiet)
+    variants = {model: VARIANTS[model] for model in args.models}
+    if args.report_only:
+        grid, extra = stored_study(name, variants, run, sweep), None
+    else:
+        grid = run_study(name, variants, run, evaluation, sweep, args.quiet)
+        extra = None if args.no_extra else run_study(f"{name}_extra", EXTRA, run, evaluation, {"latent": args.latents}, args.quiet)
     orderings = check_orderings(grid["rows"], args.widths)
-    first = args.latents[0], args.widths[1]
-    figure = RESULTS / f"{name}_samples.png"
-    samples_grid(figure, [
-        (f"{model}: {title}", RUNS / name / f"{model}-latent{first[0]}-width{first[1]:g}", kind, fit)
-        for model in args.models
-        for kind, fit, title in (("standard-normal", {}, "N(0, I)"), ("gaussian", {}, "MVG"),
-                                 ("gmm", {"components": 10, "seed": 0}, "GMM-10"))
-    ])
+    first = f"latent{args.latents[0]}-width{args.widths[1]:g}"
+    figures = [f"{name}_samples_{model}.png" for model in args.models]
+    for model, figure in zip(args.models, figures):  # the run's own grid: one row per sampler
+        shutil.copyfile(RUNS / name / f"{model}-{first}" / "samples.png", RESULTS / figure)
     result = {"grid": grid, "extra": extra, "orderings": orderings}
-    minutes = (grid["wall_seconds"] + (extra["wall_seconds"] if extra else 0)) / 60
+    minutes = sum(part.get("wall_seconds", part.get("compute_seconds", 0)) for part in (grid, extra) if part) / 60
     markdown = [
         "# Autoencoders without the variation: MNIST test split, CPU",
         "",
         f"FID (lower is better; features `{grid['feature_extractor']}`, 1,000 generated vs 1,000 held-out digits),",
         f"{args.epochs} epochs, batch 100, REC binary cross-entropy unless named; MSE per pixel of reconstructions.",
-        f"Wall time {minutes:.1f} min. Plot: [{name}.png]({name}.png);",
-        f"samples at latent {first[0]}, width {first[1]:g}: [{figure.name}]({figure.name}).",
+        f"Time {minutes:.1f} min. Plot: [{name}.png]({name}.png); samples (N(0, I), MVG, GMM-10) at {first}:",
+        ", ".join(f"[{figure}]({figure})" for figure in figures) + ".",
         "",
     ]
     for width in args.widths:
