@@ -6,8 +6,6 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
 from grammar_ae.utils.files import atomic_write_json
 from grammar_ae.utils.provenance import provenance
 
@@ -21,6 +19,8 @@ def shared_data() -> Path:
 
 
 def machine() -> dict:
+    import torch
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

@@ -26,13 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, shared_data, write_result  # noqa: E402
+from image_common import samples_grid  # noqa: E402
 
-from grammar_ae import load_run  # noqa: E402
-from grammar_ae.models.image.figures import save_image_grid  # noqa: E402
 from grammar_ae.pipelines.image_benchmark import (  # noqa: E402
     BENCHMARK_MODELS,
     ImageBenchmarkConfig,
@@ -41,24 +38,22 @@ from grammar_ae.pipelines.image_benchmark import (  # noqa: E402
 )
 from grammar_ae.utils.files import atomic_write_text  # noqa: E402
 
-GRID_COLUMNS = 12
-
 
 def check_claims(rows: list[dict]) -> dict:
     """The two claims, computed from the table; both lists of numbers are kept for the reader."""
     by_model = {row["model"]: row for row in rows}
-    improved = {model: row["sample_fid_gmm"] < row["sample_fid_gaussian"] for model, row in by_model.items()}
+    improved = {model: row["sample_fid_gmm"] < row["sample_fid_prior"] for model, row in by_model.items()}
     claims = {
         "ex_post_gmm_improves_every_model": {
             "holds": all(improved.values()),
             "per_model": {
-                model: {"samples_n": row["sample_fid_gaussian"], "samples_gmm": row["sample_fid_gmm"], "improved": improved[model]}
+                model: {"samples_n": row["sample_fid_prior"], "samples_gmm": row["sample_fid_gmm"], "improved": improved[model]}
                 for model, row in by_model.items()
             },
         }
     }
     if "gmm" in by_model and len(by_model) > 1:
-        prior = by_model["gmm"]["sample_fid_gaussian"]
+        prior = by_model["gmm"]["sample_fid_prior"]
         others = {model: row["sample_fid_gmm"] for model, row in by_model.items() if model != "gmm"}
         median = statistics.median(others.values())
         claims["gmm_prior_as_good_as_ex_post_gmm"] = {
@@ -89,11 +84,8 @@ def claims_markdown(claims: dict) -> str:
 
 def samples_figure(runs: Path, models: list[str], path: Path) -> None:
     """Two rows per model: samples of its prior (or fitted Gaussian), then of the ex-post GMM."""
-    rows = []
-    for model in models:
-        run = load_run(runs / model, "cpu", family="image")
-        rows += [run.samples("prior", GRID_COLUMNS, seed=1), run.samples("gmm", GRID_COLUMNS, seed=1, fit={"components": 10, "seed": 0})]
-    save_image_grid(path, torch.cat(rows), GRID_COLUMNS)
+    samplers = (("prior", {}, "prior"), ("gmm", {"components": 10, "seed": 0}, "GMM-10"))
+    samples_grid(path, [(f"{model}: {title}", runs / model, kind, fit) for model in models for kind, fit, title in samplers])
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GRAMMAR_AE_DATA", REPO.parent / "shared" / "data"))
@@ -19,10 +20,12 @@ def _isolated_environment(tmp_path_factory):
     os.environ.setdefault("GRAMMAR_AE_DATA", str(SHARED_DATA))
     os.environ["GRAMMAR_AE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # The tests' models are tiny: one thread avoids waiting on a busy second core.
+    # The tests' models are tiny: one thread (torch's and the BLAS libraries' that numpy, scipy
+    # and scikit-learn call) avoids waiting on a busy second core.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(threads)
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from grammar_ae.data.batches import BucketedBatchSource
-from grammar_ae.data.datasets import load_prepared
 from grammar_ae.decoding.autoregressive import decode_autoregressive
 from grammar_ae.errors import ConfigError, SequenceError
 from grammar_ae.grammar.cfg import Grammar

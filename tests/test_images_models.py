@@ -10,6 +10,7 @@ from grammar_ae.data.images.datasets import ImageBatchSource, load_image_dataset
 from grammar_ae.errors import ConfigError, DataError
 from grammar_ae.models.image.model import ImageModelSpec, image_model_spec
 from grammar_ae.models.image.networks import ConvDecoder, ConvEncoder, ConvNetConfig
+from grammar_ae.models.image.presets import image_objective_settings
 from grammar_ae.objectives import OBJECTIVES
 from grammar_ae.training import Trainer, TrainerConfig, load_checkpoint
 
@@ -102,3 +103,88 @@ def test_every_objective_trains_one_epoch_on_digits(objective, digits, tmp_path)
     rebuilt.eval(), model.eval()
     batch = torch.from_numpy(digits.images[:4])
     assert torch.allclose(rebuilt.latent_means(batch), model.latent_means(batch))
+
+
+def test_depth_repeats_each_convolution_with_the_strided_one_last():
+    config = ConvNetConfig(1, 32, 8, width=1 / 16, depth=3)
+    encoder, decoder = ConvEncoder(config), ConvDecoder(config)
+    convolutions = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convolutions] == [
+        (k, s, filters) for filters in (8, 16, 32, 64) for k, s in ((3, 1), (3, 1), (4, 2))
+    ]
+    layers = [m for m in decoder.blocks if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert [(type(m).__name__, m.stride[0], m.out_channels) for m in layers] == [
+        ("Conv2d", 1, 64), ("Conv2d", 1, 64), ("ConvTranspose2d", 2, 32),
+        ("Conv2d", 1, 32), ("Conv2d", 1, 32), ("ConvTranspose2d", 2, 16), ("Conv2d", 1, 1),
+    ]
+    assert encoder(torch.rand(2, 1, 32, 32)).mu.shape == (2, 8)
+    assert decoder(torch.randn(2, 8)).shape == (2, 1, 32, 32)
+
+
+def test_specs_of_older_runs_describe_the_same_model_and_store_only_changed_settings():
+    """Specs written before depth, the latent options and the reconstruction setting lack them; they
+    must read back unchanged (a resumed run compares specs) and build the same parameters."""
+    old = {"family": "image", "image_shape": [1, 16, 16], "latent_dim": 4, "width": TINY, "objective": {"name": "ae", "beta": 0.0, "l2_weight": 0.0, "gp_weight": 0.0, "spectral_norm": False}}
+    spec = ImageModelSpec.from_dict(old)
+    assert spec.to_dict() == old and spec.reconstruction == "mse" and spec.network.depth == 1
+    keys = set(spec.build().state_dict())
+    assert {key.split(".")[1] for key in keys if key.startswith("encoder.")} == {"features", "mu"}
+    changed = image_model_spec((1, 16, 16), 4, "vae", TINY, network={"depth": 2, "latent_norm": "noise", "latent_noise_std": 0.1}, reconstruction="bce")
+    stored = changed.to_dict()
+    assert {key: stored[key] for key in ("depth", "latent_norm", "latent_noise_std", "reconstruction")} == {
+        "depth": 2, "latent_norm": "noise", "latent_noise_std": 0.1, "reconstruction": "bce"}
+    assert "latent_layer" not in stored and ImageModelSpec.from_dict(stored) == changed
+
+
+@pytest.mark.parametrize("norm, axis", [("batch", 0), ("layer", 1)])
+def test_batch_and_layer_norm_standardise_the_code(norm, axis):
+    torch.manual_seed(0)
+    encoder = ConvEncoder(ConvNetConfig(1, 16, 6, width=TINY, latent_norm=norm)).train()
+    mu = encoder(3 * torch.rand(40, 1, 16, 16)).mu.detach()
+    assert torch.allclose(mu.mean(dim=axis), torch.zeros(1), atol=1e-5)
+    assert torch.allclose(mu.var(dim=axis, unbiased=False), torch.ones(1), atol=5e-3)  # eps 1e-5 in the denominator
+
+
+def test_spectral_norm_bounds_the_mean_head_and_noise_is_added_in_training_only():
+    torch.manual_seed(0)
+    encoder = ConvEncoder(ConvNetConfig(1, 16, 6, width=TINY, latent_norm="spectral")).train()
+    for _ in range(30):  # one power iteration per training forward pass
+        encoder(torch.rand(4, 1, 16, 16))
+    assert torch.linalg.matrix_norm(encoder.mu.weight.detach(), 2).item() == pytest.approx(1.0, abs=1e-3)
+    noisy = ConvEncoder(ConvNetConfig(1, 16, 6, width=TINY, latent_norm="noise", latent_noise_std=0.5))
+    codes = torch.zeros(4000, 6)
+    assert noisy.latent_norm.train()(codes).std().item() == pytest.approx(0.5, rel=0.03)
+    assert torch.equal(noisy.latent_norm.eval()(codes), codes)
+
+
+def test_a_frozen_latent_layer_keeps_its_weights_and_a_trainable_one_learns(digits):
+    batch = torch.from_numpy(digits.images[:20])
+    for kind in ("frozen", "trainable"):
+        torch.manual_seed(0)
+        model = image_model_spec(digits.image_shape, 4, "ae", TINY, network={"latent_layer": kind}).build()
+        before = model.encoder.latent_layer.weight.detach().clone()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        model.loss(batch)["loss"].backward()
+        optimizer.step()
+        assert torch.equal(model.encoder.latent_layer.weight, before) == (kind == "frozen")
+
+
+def test_bce_reconstruction_and_the_sizes_an_objective_is_given(digits):
+    batch = torch.from_numpy(digits.images[:5])
+    target = batch.float() / 255
+    decoded = torch.rand(5, 1, 16, 16) * 0.98 + 0.01
+    model = image_model_spec(digits.image_shape, 4, "vae", TINY, reconstruction="bce").build()
+    terms = model.reconstruction(decoded, batch)
+    assert terms.loss.item() == pytest.approx(torch.nn.functional.binary_cross_entropy(decoded, target).item(), rel=1e-6)
+    assert torch.allclose(terms.squared_error, (decoded - target).pow(2).flatten(1))
+    sigma = image_model_spec(digits.image_shape, 4, "trainable-sigma", TINY, variant="diag-d").build().objective
+    assert (sigma.config.latent_dim, sigma.config.data_dim, sigma.head[-1].out_features) == (4, 256, 256)
+
+
+def test_beta_weights_the_kl_relative_to_the_image_default():
+    shape = (1, 16, 16)
+    assert image_objective_settings("vae", {"beta": 0.01}, shape) == ({"kl_weight": 0.01 / 256}, "mse")
+    assert image_objective_settings("ar-elbo", {"beta": 0.5, "variant": "diag-d"}, shape) == (
+        {"kl_weight": 0.5, "variant": "diag-d"}, "mse")
+    assert image_objective_settings("rae", {"beta": 0.01, "reconstruction": "bce"}, shape) == ({"beta": 0.01}, "bce")
+    assert image_objective_settings("vae", {"kl_weight": 0.3}, shape) == ({"kl_weight": 0.3}, "mse")

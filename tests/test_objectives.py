@@ -21,7 +21,7 @@ from grammar_ae.objectives import (
 )
 from grammar_ae.objectives.ar_elbo import ar_nll
 from grammar_ae.objectives.gmm_prior import cv_loss, ks_loss
-from grammar_ae.objectives.terms import gradient_penalty, learned_variance_nll
+from grammar_ae.objectives.terms import binary_cross_entropy, gaussian_nll, gradient_penalty
 from grammar_ae.objectives.wae import imq_mmd
 
 DTYPE = torch.float64
@@ -403,8 +403,70 @@ def test_ar_elbo_variants_against_hand_numbers(variant, expected, gen):
 
 def test_iso_i_is_the_learned_variance_loss_at_its_optimal_variance():
     optimum = float(SQUARED.sum(dim=1).mean()) / 2  # ML variance E||x - mu||^2 / D
-    nll = learned_variance_nll(SQUARED, torch.tensor(math.log(optimum), dtype=DTYPE))
+    nll = gaussian_nll(SQUARED, torch.tensor(optimum, dtype=DTYPE))
     _close(nll, ar_nll(SQUARED, "iso-i") + 2 / 2)  # equal up to the constant D / 2
+
+
+# maximum-likelihood variance of each parameterisation for SQUARED (B = 2, D = 2)
+ML_VARIANCES = {
+    "iso-i": SQUARED.mean().reshape(1),
+    "iso-d": SQUARED.mean(dim=1, keepdim=True),
+    "diag-i": SQUARED.mean(dim=0),
+    "diag-d": SQUARED,
+}
+
+
+@pytest.mark.parametrize("variant", sorted(ML_VARIANCES))
+def test_trainable_sigma_at_its_optimal_variance_is_the_ar_elbo_plus_d_over_2(variant, gen):
+    """The AR-ELBO substitutes the maximum-likelihood Sigma_x that the trainable version learns."""
+    objective = build_objective("trainable-sigma", variant=variant, kl_weight=0.5, latent_dim=3, data_dim=2, hidden=4).double()
+    optimum = ML_VARIANCES[variant]
+    eps = 0.0 if variant == "iso-i" else 1e-6
+    with torch.no_grad():
+        if variant.endswith("-d"):  # a head that outputs the optimum: zero weights, bias = its log, one sample at a time
+            objective.head[-1].weight.zero_()
+    mu, logvar = torch.randn(2, 3, generator=gen, dtype=DTYPE), torch.zeros(2, 3, dtype=DTYPE)
+    for rows in ([0], [1]) if variant.endswith("-d") else ([0, 1],):
+        with torch.no_grad():
+            parameter = objective.head[-1].bias if variant.endswith("-d") else objective.log_variance
+            parameter.copy_((optimum[rows[0]] if variant.endswith("-d") else optimum).log())
+        enc = EncoderOutput(mu[rows], logvar[rows])
+        terms = objective(enc, mu[rows], mu[rows], _rec(0.0, SQUARED[rows]), nn.Identity())
+        kl_rows = 0.5 * float((mu[rows] ** 2).sum(dim=1).mean())
+        _close(terms["nll"], ar_nll(SQUARED[rows], variant) + 2 / 2, tol=1e-6)
+        _close(terms["loss"], terms["nll"] + 0.5 * kl_rows)
+        _close(terms["sigma_x2"], (optimum[rows] if variant.endswith("-d") else optimum).mean() + eps)
+
+
+@pytest.mark.parametrize(("variant", "shape"), [("iso-i", (1,)), ("iso-d", (5, 1)), ("diag-i", (7,)), ("diag-d", (5, 7))])
+def test_trainable_sigma_shapes_start_and_gradients(variant, shape, gen):
+    objective = build_objective("trainable-sigma", variant=variant, init_log_variance=-1.0, latent_dim=3, data_dim=7)
+    z = torch.randn(5, 3, generator=gen, requires_grad=True)
+    variance = objective.variance(z)
+    assert variance.shape == shape
+    expected = math.exp(-1.0) + (0.0 if variant == "iso-i" else 1e-6)
+    assert torch.allclose(variance, torch.full(shape, expected))
+    squared = torch.rand(5, 7, generator=gen)
+    terms = objective(EncoderOutput(z, torch.zeros(5, 3)), z, z, _rec(0.0, squared), nn.Identity())
+    terms["loss"].backward()
+    trained = objective.head[-1].bias if variant.endswith("-d") else objective.log_variance
+    assert trained.grad is not None and trained.grad.abs().sum() > 0
+
+
+def test_binary_cross_entropy_equals_torch_on_a_hand_case():
+    probabilities = torch.tensor([[0.2, 0.9, 0.5, 1.0]], dtype=DTYPE)
+    target = torch.tensor([[0.0, 1.0, 0.25, 0.0]], dtype=DTYPE)
+    by_hand = [-math.log(0.8), -math.log(0.9), -(0.25 * math.log(0.5) + 0.75 * math.log(0.5)), 100.0]
+    ours = binary_cross_entropy(probabilities, target)
+    assert ours.flatten().tolist() == pytest.approx(by_hand, rel=1e-12)
+    theirs = nn.functional.binary_cross_entropy(probabilities, target, reduction="none")
+    assert torch.allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_vae_with_no_encoder_noise_decodes_the_mean(gen):
+    objective = build_objective("vae", encoder_noise_std=0.0)
+    mu, logvar = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    assert torch.equal(objective.train().latent(EncoderOutput(mu, logvar)), mu)
 
 
 def test_ar_elbo_errors():
@@ -461,7 +523,11 @@ def test_config_round_trips(name):
         ("rae", {"beta": -1.0}, "beta must be"),
         ("rae", {"gp_weight": float("nan")}, "gp_weight"),
         ("rae", {"spectral_norm": "yes"}, "spectral_norm"),
-        ("vae", {"encoder_noise_std": 0.0}, "encoder_noise_std"),
+        ("vae", {"encoder_noise_std": -0.1}, "encoder_noise_std"),
+        ("trainable-sigma", {"variant": "iso-x"}, "variant 'iso-x'"),
+        ("trainable-sigma", {"init_log_variance": float("nan")}, "init_log_variance"),
+        ("trainable-sigma", {"variant": "diag-d", "data_dim": 4}, "latent_dim, hidden and data_dim"),
+        ("trainable-sigma", {"variant": "diag-i"}, "diag-i: data_dim must be >= 1"),
         ("cvvae", {"noise_std": -0.7}, "noise_std"),
         ("wae", {"mmd_weight": "big"}, "mmd_weight"),
         ("2svae", {"init_log_gamma": float("inf")}, "init_log_gamma"),

@@ -32,12 +32,14 @@ def load_sequence_run(run: Path | str, device: str):
 def train(
     grammar: Optional[str] = typer.Option(None, "--grammar", "-g", help=GRAMMAR_HELP + " Trains a sequence model."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Image data set (digits, mnist, fashion-mnist, cifar10, svhn, celeba). Trains an image model."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Sequence: gvae, cvae, gcvvae, grae, grae-gmm. Images: ae, ae-l2, vae, cvvae, wae, 2svae, rae, rae-l2, rae-gp, rae-sn, ar-elbo, gmm."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Sequence: gvae, cvae, gcvvae, grae, grae-gmm. Images: ae, ae-l2, vae, cvvae, wae, 2svae, rae, rae-l2, rae-gp, rae-sn, ar-elbo, trainable-sigma, gmm."),
     regularizer: Optional[str] = typer.Option(None, help="grae only: l2, gp or sn (default l2)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="Sequence models: published (the grammar VAE's decoder), gru or transformer (autoregressive over folded grammar tokens). Default: the grammar's default."),
     data: Optional[str] = typer.Option(None, "--data", help="Sequence data: a file, a prepared directory or a named set (zinc250k, expressions, moses-sample, expressions-generated). Default: the published set."),
     split: Optional[str] = typer.Option(None, help="Images: 'test' trains on the test split alone (split again into train/validation)."),
-    variant: Optional[str] = typer.Option(None, help="ar-elbo: iso-i, iso-d, diag-i or diag-d."),
+    variant: Optional[str] = typer.Option(None, help="ar-elbo, trainable-sigma: iso-i, iso-d, diag-i or diag-d."),
+    latent_norm: Optional[str] = typer.Option(None, "--latent-norm", help="Images: none, batch, spectral, layer or noise (with --set network.latent_noise_std=S) on the encoder's code."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Images: each convolution repeated N times, the strided one last (default 1)."),
     components: Optional[int] = typer.Option(None, help="gmm / grae-gmm: number of prior components."),
     limit: Optional[int] = typer.Option(None, help="Use a seeded random subset of this many items."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the published number)."),
@@ -54,12 +56,13 @@ def train(
 ) -> None:
     """Train a model; the resolved config, checkpoints and results go to --out."""
     objective_extras = {"variant": variant, "components": components}
+    network_extras = {"decoder": decoder, "latent_norm": latent_norm, "depth": depth}
     cli = {
         "grammar": grammar, "dataset": dataset, "model": model, "regularizer": regularizer, "data": data,
         "split": split, "limit": limit, "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device,
         "checkpoint_every": checkpoint_every,
         "objective": {k: v for k, v in objective_extras.items() if v is not None},
-        "network": {"decoder": decoder} if decoder is not None else {},
+        "network": {k: v for k, v in network_extras.items() if v is not None},
     }
     values = merge(read_config_file(config), parse_assignments(settings), cli)
     if values.get("grammar") and values.get("dataset"):
@@ -121,7 +124,7 @@ def evaluate(
 def sample(
     run: Path = RUN_DIR,
     n: int = typer.Option(10, "--count", "-n", help="Number of samples."),
-    sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), gaussian or gmm (ex-post, fitted on training latents)."),
+    sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), standard-normal, gaussian or gmm (ex-post, fitted on training latents)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = DEVICE,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Image runs: write the N samples as a PNG grid here (samplers also two-stage)."),

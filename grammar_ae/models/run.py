@@ -16,14 +16,21 @@ from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError
 from grammar_ae.models.base import AutoEncoder
-from grammar_ae.objectives import FITTED_KINDS, LatentSampler, fit_sampler, load_sampler, save_sampler
+from grammar_ae.objectives import (
+    FITTED_KINDS,
+    LatentSampler,
+    StandardNormalSampler,
+    fit_sampler,
+    load_sampler,
+    save_sampler,
+)
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import sha256_file
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 SAMPLER_LATENTS = 20_000
 """Training codes (at most; a seeded subset of larger sets) that ex-post densities are fitted on."""
-SAMPLER_KINDS = ("prior", *FITTED_KINDS)
+SAMPLER_KINDS = ("prior", StandardNormalSampler.kind, *FITTED_KINDS)
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -104,12 +111,15 @@ class TrainedRun(ABC):
         return f"prior ({prior.kind})" if prior is not None else "fitted gaussian"
 
     def sampler(self, kind: str, **options: Any) -> LatentSampler:
-        """``prior`` (the training prior; a fitted Gaussian for models without one), or an ex-post
-        ``gaussian``, ``gmm`` or ``two-stage`` density fitted on training codes (``options`` go to
-        its fitter). Fitted samplers are cached in the run directory per checkpoint and options."""
+        """``prior`` (the training prior; a fitted Gaussian for models without one), ``standard-normal``
+        (N(0, I), for any model), or an ex-post ``gaussian``, ``gmm`` or ``two-stage`` density fitted
+        on training codes (``options`` go to its fitter). Fitted samplers are cached in the run
+        directory per checkpoint and options."""
         if kind == "prior":
             prior = self.prior_sampler()
             return prior if prior is not None else self.sampler("gaussian")
+        if kind == StandardNormalSampler.kind:
+            return StandardNormalSampler(self.latent_dim)
         if kind not in SAMPLER_KINDS:
             raise ConfigError(f"sampler {kind!r} is unknown; expected one of {', '.join(SAMPLER_KINDS)}")
         key = (kind, json.dumps(options, sort_keys=True))

@@ -15,6 +15,7 @@ ln ||x - mu||^2 by the constant (D/2) ln D. The KL term is the VAE's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -37,10 +38,10 @@ def ar_nll(squared_error: Tensor, variant: str) -> Tensor:
         return 0.5 * (squared_error.mean(dim=0) + LOG_EPS).log().sum()
     if variant == "diag-d":
         return 0.5 * (squared_error + LOG_EPS).log().sum(dim=1).mean()
-    raise _unknown_variant(variant)
+    raise unknown_variant(variant)
 
 
-def _unknown_variant(variant: str) -> ConfigError:
+def unknown_variant(variant: str) -> ConfigError:
     return ConfigError(f"AR-ELBO variant {variant!r} is unknown; expected one of {', '.join(VARIANTS)}")
 
 
@@ -54,16 +55,15 @@ class ARELBOObjective(GaussianEncoderObjective):
     """Loss = AR term + kl_weight * KL; ``rec`` reports the model's standard loss for comparison."""
 
     config_class = ARELBOConfig
+    uses_reconstruction_loss: ClassVar[bool] = False
 
     def __init__(self, config: ARELBOConfig, name: str = "ar-elbo") -> None:
         if config.variant not in VARIANTS:
-            raise _unknown_variant(config.variant)
+            raise unknown_variant(config.variant)
         check_weight(name, "kl_weight", config.kl_weight)
         super().__init__(config, name)
 
     def forward(
         self, enc: EncoderOutput, z: Tensor, decoded: Tensor, rec: ReconstructionTerms, decoder: nn.Module
     ) -> dict[str, Tensor]:
-        nll = ar_nll(self._require_squared_error(rec), self.config.variant)
-        kl = self.kl(enc)
-        return {"loss": nll + self.config.kl_weight * kl, "rec": rec.loss, "nll": nll, "kl": kl}
+        return self.likelihood_terms(ar_nll(self._require_squared_error(rec), self.config.variant), enc, rec)

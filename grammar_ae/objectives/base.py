@@ -51,7 +51,8 @@ class Objective(nn.Module):
     ``standard_normal_prior`` (samples are decoded from N(0, I)), override :meth:`forward`, and
     where needed :meth:`latent`, :meth:`prepare_decoder` and :meth:`prior_sampler`.
     ``validation_monitor`` is the loss term the trainer judges validation progress by unless
-    the run says otherwise.
+    the run says otherwise. ``uses_reconstruction_loss`` is False for objectives that model the
+    likelihood of the squared errors themselves (``rec.loss`` is then only reported).
     ``config`` is the objective's typed dataclass configuration.
     """
 
@@ -59,6 +60,7 @@ class Objective(nn.Module):
     stochastic_encoder: ClassVar[bool] = False
     standard_normal_prior: ClassVar[bool] = False
     validation_monitor: ClassVar[str] = "loss"
+    uses_reconstruction_loss: ClassVar[bool] = True
 
     def __init__(self, config: Any, name: str) -> None:
         super().__init__()
@@ -126,6 +128,12 @@ def check_weight(objective: str, field: str, value: float) -> None:
     """Raise ConfigError unless ``value`` is a finite, non-negative number."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"objective {objective!r}: {field} must be a finite number >= 0, got {value!r}")
+
+
+def check_finite(objective: str, field: str, value: float) -> None:
+    """Raise ConfigError unless ``value`` is a finite number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"objective {objective!r}: {field} must be finite, got {value!r}")
 
 
 def check_positive(objective: str, field: str, value: float) -> None:

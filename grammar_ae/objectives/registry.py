@@ -11,6 +11,7 @@ from grammar_ae.objectives.base import Objective
 from grammar_ae.objectives.cvvae import CVVAEObjective
 from grammar_ae.objectives.gmm import GMMObjective
 from grammar_ae.objectives.rae import RAEObjective
+from grammar_ae.objectives.trainable_sigma import TrainableSigmaObjective
 from grammar_ae.objectives.two_stage import TwoStageVAEObjective
 from grammar_ae.objectives.vae import VAEObjective
 from grammar_ae.objectives.wae import WAEObjective
@@ -28,7 +29,9 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "gmm": GMMObjective,
     "ar-elbo": ARELBOObjective,
     "2svae": TwoStageVAEObjective,
+    "trainable-sigma": TrainableSigmaObjective,
 }
+
 
 def objective_config(name: str, **settings: Any) -> Any:
     """The typed config (dataclass) of the objective ``name`` with ``settings`` (config field names)."""

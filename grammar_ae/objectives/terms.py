@@ -84,13 +84,21 @@ def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1) -> list[
     return covered
 
 
-def learned_variance_nll(squared_error: Tensor, log_gamma: Tensor) -> Tensor:
-    """Gaussian decoder NLL with learned variance gamma, constants dropped.
+def gaussian_nll(squared_error: Tensor, variance: Tensor) -> Tensor:
+    """Gaussian decoder NLL with the given variances, constants dropped.
 
-    sum_D (x - x_hat)^2 / (2 gamma) + (D / 2) log gamma, mean over the batch.
+    (1/2) sum_D ((x - x_hat)^2 / variance + log variance), mean over the batch; ``variance`` is a
+    scalar, (D,), (B, 1) or (B, D), anything that broadcasts against the squared errors (B, D).
     """
-    dim = squared_error.shape[1]
-    return squared_error.sum(dim=1).mean() / (2.0 * log_gamma.exp()) + 0.5 * dim * log_gamma
+    return 0.5 * (squared_error / variance + variance.log()).sum(dim=1).mean()
+
+
+def binary_cross_entropy(probabilities: Tensor, target: Tensor) -> Tensor:
+    """-(t ln p + (1 - t) ln(1 - p)) per element, each logarithm clamped at -100 as torch's
+    ``binary_cross_entropy`` does; written out so that it also runs under autocast."""
+    log_p = probabilities.log().clamp_min(-100.0)
+    log_not_p = torch.log1p(-probabilities).clamp_min(-100.0)
+    return -(target * log_p + (1.0 - target) * log_not_p)
 
 
 def standard_normal_cdf(x: Tensor) -> Tensor:

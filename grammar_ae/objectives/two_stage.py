@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from grammar_ae.errors import ConfigError
-from grammar_ae.objectives.base import EncoderOutput, ReconstructionTerms, check_weight
+from grammar_ae.objectives.base import EncoderOutput, ReconstructionTerms, check_finite, check_weight
 from grammar_ae.objectives.density import check_latents, cpu_normal
-from grammar_ae.objectives.terms import learned_variance_nll
+from grammar_ae.objectives.terms import gaussian_nll
 from grammar_ae.objectives.vae import GaussianEncoderObjective
 
 
@@ -31,26 +31,19 @@ class TwoStageVAEObjective(GaussianEncoderObjective):
     """Owns the parameter ``log_gamma``: the optimiser must include this objective's parameters."""
 
     config_class = TwoStageConfig
+    uses_reconstruction_loss: ClassVar[bool] = False
 
     def __init__(self, config: TwoStageConfig, name: str = "2svae") -> None:
         check_weight(name, "kl_weight", config.kl_weight)
-        if not math.isfinite(config.init_log_gamma):
-            raise ConfigError(f"objective {name!r}: init_log_gamma must be finite, got {config.init_log_gamma!r}")
+        check_finite(name, "init_log_gamma", config.init_log_gamma)
         super().__init__(config, name)
         self.log_gamma = nn.Parameter(torch.tensor(float(config.init_log_gamma)))
 
     def forward(
         self, enc: EncoderOutput, z: Tensor, decoded: Tensor, rec: ReconstructionTerms, decoder: nn.Module
     ) -> dict[str, Tensor]:
-        nll = learned_variance_nll(self._require_squared_error(rec), self.log_gamma)
-        kl = self.kl(enc)
-        return {
-            "loss": nll + self.config.kl_weight * kl,
-            "rec": rec.loss,
-            "nll": nll,
-            "kl": kl,
-            "gamma": self.log_gamma.detach().exp(),
-        }
+        nll = gaussian_nll(self._require_squared_error(rec), self.log_gamma.exp())
+        return self.likelihood_terms(nll, enc, rec, gamma=self.log_gamma.detach().exp())
 
 
 @dataclass

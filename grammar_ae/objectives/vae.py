@@ -11,7 +11,6 @@ from grammar_ae.objectives.base import (
     EncoderOutput,
     Objective,
     ReconstructionTerms,
-    check_positive,
     check_weight,
     total,
 )
@@ -34,13 +33,20 @@ class GaussianEncoderObjective(Objective):
     def kl(self, enc: EncoderOutput) -> Tensor:
         return gaussian_kl(enc.mu, self._require_logvar(enc))
 
+    def likelihood_terms(self, nll: Tensor, enc: EncoderOutput, rec: ReconstructionTerms, **reported: Tensor) -> dict[str, Tensor]:
+        """Terms of objectives that model the decoder likelihood themselves: loss = nll +
+        kl_weight * KL; ``rec`` (the model's standard loss) and ``reported`` are only reported."""
+        kl = self.kl(enc)
+        return {"loss": nll + self.config.kl_weight * kl, "rec": rec.loss, "nll": nll, "kl": kl, **reported}
+
 
 @dataclass
 class VAEConfig:
     """REC + kl_weight * KL.
 
     ``encoder_noise_std`` scales eps in the reparameterised sample: 1.0 is the standard VAE;
-    the original GVAE code used 0.01 (the KL term is unchanged by it).
+    the original GVAE code used 0.01; 0 decodes the mean (deterministic encoding). The KL term
+    is unchanged by it.
     """
 
     kl_weight: float = 1.0
@@ -52,7 +58,7 @@ class VAEObjective(GaussianEncoderObjective):
 
     def __init__(self, config: VAEConfig, name: str = "vae") -> None:
         check_weight(name, "kl_weight", config.kl_weight)
-        check_positive(name, "encoder_noise_std", config.encoder_noise_std)
+        check_weight(name, "encoder_noise_std", config.encoder_noise_std)
         super().__init__(config, name)
         self.noise_scale = config.encoder_noise_std
 

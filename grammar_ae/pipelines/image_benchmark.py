@@ -1,5 +1,6 @@
 """The image benchmark (``grammar-ae benchmark images``): several models trained with the same
-settings on one data set, each evaluated, and the RAE paper's table of the results."""
+settings on one data set, optionally over a grid of swept settings (``image_sweep``), each
+evaluated, and the table of the results (plus FID against the first swept setting)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from grammar_ae.evaluation.images import ImageEvaluationConfig
 from grammar_ae.evaluation.run import EVALUATION_FILE, evaluate_run
 from grammar_ae.models.image.config import ImageRunConfig
 from grammar_ae.models.run import checkpoint_path
+from grammar_ae.pipelines.image_sweep import GridPoint, grid_points, plot_sweep
 from grammar_ae.pipelines.train_images import train_image_model
 from grammar_ae.training.trainer import LAST_CHECKPOINT, SUMMARY_FILE
 from grammar_ae.utils.files import atomic_write_json, atomic_write_text, sha256_file
@@ -25,73 +27,97 @@ from grammar_ae.utils.provenance import provenance
 BENCHMARK_MODELS = ("ae", "vae", "wae", "rae-l2", "rae-gp", "gmm")
 TABLE_COLUMNS = (
     ("reconstruction_fid", "Rec."),
-    ("sample_fid_gaussian", "Samples N"),
-    ("sample_fid_gmm", "Samples GMM"),
-    ("interpolation_fid", "Interp."),
-    ("sample_fid_two_stage", "Samples 2-stage"),
-    ("precision", "Precision N"),
-    ("recall", "Recall N"),
+    ("reconstruction_mse", "MSE"),
+    ("sample_fid_prior", "Prior"),
+    ("sample_fid_standard_normal", "N(0, I)"),
+    ("sample_fid_gaussian", "MVG"),
+    ("sample_fid_gmm", "GMM-10"),
+    ("sample_fid_gmm100", "GMM-100"),
+    ("sample_fid_second_stage", "2nd stage"),
+    ("interpolation_fid", "Interp. mid"),
+    ("interpolation_fid_random", "Interp. random"),
+    ("precision", "Precision prior"),
+    ("recall", "Recall prior"),
     ("precision_gmm", "Precision GMM"),
     ("recall_gmm", "Recall GMM"),
+    ("els", "ELS"),
+    ("expected_gap_1e-2", "Gap 1e-2"),
+    ("expected_gap_1e-3", "Gap 1e-3"),
+    ("kl", "KL"),
+    ("sigma_z2", "sigma_z^2"),
     ("clustering_accuracy", "Clustering acc."),
 )
 
 
 @dataclass
 class ImageBenchmarkConfig:
-    """Models trained with the same run settings (``run``: an ImageRunConfig minus the model)."""
+    """Models trained with the same run settings (``run``: an ImageRunConfig minus the model).
+
+    ``models`` are objective names or names of ``variants`` (label -> run settings with a
+    ``model``, over ``run``); ``sweep`` (setting -> values) trains every model at every
+    combination of the values (``image_sweep``).
+    """
 
     models: tuple[str, ...] = BENCHMARK_MODELS
     run: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
+    sweep: dict[str, list[Any]] | None = None
+    variants: dict[str, dict[str, Any]] | None = None
 
 
 def run_image_benchmark(config: ImageBenchmarkConfig, out_dir: str | Path, progress: bool = True) -> dict:
-    """Train (or resume) and evaluate every model into ``out_dir/<model>/``; write the tables.
+    """Train (or resume) and evaluate every model (at every sweep point) into ``out_dir/<folder>/``;
+    write the tables, and with a sweep the plot ``image_benchmark.png``.
 
-    A model whose evaluation.json matches its current checkpoint and options is not evaluated
+    A run whose evaluation.json matches its current checkpoint and options is not evaluated
     again; ``out_dir`` is locked while the benchmark writes it.
-    Returns ``{"rows": [...], "table_csv": path, "table_md": path, ...}``.
+    Returns the table: ``{"rows": [...], "sweep": {...}, ...}``.
     """
     out_dir = Path(out_dir)
     base = ImageRunConfig.from_dict(dict(config.run or {}))
-    models = _checked_models(config.models)
+    sweep = dict(config.sweep or {})
+    points = grid_points(_checked_models(config.models), dict(config.run or {}), dict(config.variants or {}), sweep)
     ImageEvaluationConfig.from_options(config.evaluation)
-    resolved = {model: ImageRunConfig.from_dict({**asdict(base), "model": model}).resolved() for model in models}
+    resolved = [(point, ImageRunConfig.from_dict(point.settings).resolved()) for point in points]
     with hold_output_lock(out_dir):
         rows = _train_and_evaluate(resolved, out_dir, config.evaluation, f"benchmark {base.dataset}", progress)
         table = {
             "dataset": base.dataset,
             "split": base.split,
-            "models": list(models),
+            "models": list(config.models),
+            "sweep": sweep,
+            "variants": dict(config.variants or {}),
             "rows": rows,
             "feature_extractor": rows[0]["feature_extractor"],
             "provenance": provenance(),
         }
         atomic_write_json(out_dir / "image_benchmark.json", table)
-        atomic_write_text(out_dir / "image_benchmark.csv", benchmark_csv(rows))
+        atomic_write_text(out_dir / "image_benchmark.csv", benchmark_csv(rows, list(sweep)))
         atomic_write_text(out_dir / "image_benchmark.md", benchmark_markdown(table))
+        if sweep:
+            plot_sweep(out_dir / "image_benchmark.png", rows, sweep, table["feature_extractor"])
     return table
 
 
 def _train_and_evaluate(
-    runs: dict[str, ImageRunConfig], out_dir: Path, evaluation: dict[str, Any] | None, title: str, progress: bool
+    resolved: list[tuple[GridPoint, ImageRunConfig]], out_dir: Path, evaluation: dict[str, Any] | None, title: str,
+    progress: bool,
 ) -> list[dict]:
-    """Each model trained (or resumed) in ``out_dir/<model>`` and evaluated: its table row."""
+    """Each grid point trained (or resumed) in ``out_dir/<folder>`` and evaluated: its table row."""
     rows = []
-    with progress_bar(title, total=sum(run.epochs + 1 for run in runs.values()), enabled=progress) as advance:
-        for model, run_config in runs.items():
-            run_dir = out_dir / model
-            advance(0, status=f"{model}: training")
+    with progress_bar(title, total=sum(run.epochs + 1 for _, run in resolved), enabled=progress) as advance:
+        for point, run_config in resolved:
+            run_dir, name = out_dir / point.folder, point.folder
+            advance(0, status=f"{name}: training")
             done_before = _epochs_done(run_dir)
             summary = train_image_model(
                 run_config, run_dir, resume=(run_dir / LAST_CHECKPOINT).exists(), quiet=True,
-                callbacks=[lambda epoch, row, model=model: advance(status=f"{model}: epoch {epoch}, val loss {row['val_loss']:.4g}")],
+                callbacks=[lambda epoch, row, name=name: advance(status=f"{name}: epoch {epoch}, val loss {row['val_loss']:.4g}")],
             )
-            advance(min(done_before, run_config.epochs), status=f"{model}: evaluating")
+            advance(min(done_before, run_config.epochs), status=f"{name}: evaluating")
             result = _evaluation(run_dir, run_config.device, evaluation)
-            advance(status=f"{model}: done")
-            rows.append(_row(model, summary, result))
+            advance(status=f"{name}: done")
+            rows.append({**_row(point.label, point.folder, summary, result), **point.swept})
     return rows
 
 
@@ -124,19 +150,21 @@ def _evaluation(run_dir: Path, device: str, options: dict[str, Any] | None) -> d
     return evaluate_run(run_dir, device, progress=False, options=options)
 
 
-def _row(model: str, summary: dict, evaluation: dict) -> dict:
+def _row(model: str, folder: str, summary: dict, evaluation: dict) -> dict:
     return {
         "model": model,
+        "objective": evaluation["model"],
         **{key: evaluation.get(key) for key, _ in TABLE_COLUMNS},
-        "sample_fid_gaussian_source": evaluation["sample_fid_gaussian_source"],
+        "sample_fid_prior_source": evaluation["sample_fid_prior_source"],
         "feature_extractor": evaluation["feature_extractor"],
+        "data_sha256": evaluation["data_sha256"],
         "epochs": summary["epochs_run"],
         "best_epoch": summary["best_epoch"],
         "seconds_per_epoch": round(summary["seconds_per_epoch"], 2),
         "train_items": summary["record"]["train_items"],
         "validation_items": summary["record"]["validation_items"],
         "parameters": summary["record"]["parameters"],
-        "run": model,
+        "run": folder,
         "figures": summary["figures"],
     }
 
@@ -145,9 +173,9 @@ def _present_columns(rows: list[dict]) -> list[tuple[str, str]]:
     return [(key, title) for key, title in TABLE_COLUMNS if any(row.get(key) is not None for row in rows)]
 
 
-def benchmark_csv(rows: list[dict]) -> str:
-    keys = ["model", *(key for key, _ in _present_columns(rows)), "sample_fid_gaussian_source", "feature_extractor",
-            "epochs", "best_epoch", "seconds_per_epoch", "train_items", "parameters"]
+def benchmark_csv(rows: list[dict], swept: list[str] = ()) -> str:
+    keys = ["model", *swept, "objective", *(key for key, _ in _present_columns(rows)), "sample_fid_prior_source",
+            "feature_extractor", "epochs", "best_epoch", "seconds_per_epoch", "train_items", "parameters"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -160,21 +188,25 @@ def benchmark_markdown(table: dict, grids: str | None = "") -> str:
     (``grids``: the folder holding the run folders, relative to the Markdown file; None: no links)."""
     rows = table["rows"]
     columns = _present_columns(rows)
-    header = "| model | " + " | ".join(title for _, title in columns) + " | N is | epochs |"
+    swept = list(table.get("sweep") or {})
+    header = "| model | " + "".join(f"{key} | " for key in swept) + " | ".join(title for _, title in columns) + " | prior is | epochs |"
     lines = [
         f"# Image benchmark: {table['dataset']} ({table['split']} split)",
         "",
         f"FID (lower is better) against the held-out validation images, features: `{table['feature_extractor']}`.",
-        "Precision / recall: k-NN manifold estimates of the same samples. Rec.: reconstructions; Samples N: the",
-        "prior, or one Gaussian fitted on training codes (see 'N is'); Samples GMM: an ex-post 10-component GMM;",
-        "Interp.: spherical mid-points between validation codes.",
+        "Rec.: reconstructions (MSE: per pixel); samples decoded from the training prior (a Gaussian fitted on",
+        "training codes for models without one, see 'prior is'), N(0, I), one fitted full-covariance Gaussian",
+        "(MVG), fitted GMMs with 10 and 100 components and a second-stage VAE; Interp.: spherical interpolations",
+        "between validation codes at t = 0.5 and at a random t. Precision / recall: k-NN estimates of the prior and",
+        "GMM-10 samples. ELS, Gap: decoder smoothness at validation codes; KL (nats) and sigma_z^2: stochastic",
+        "encoders (see grammar_ae.evaluation.images).",
         "",
         header,
-        "|" + "---|" * (len(columns) + 3),
+        "|" + "---|" * (len(columns) + len(swept) + 3),
     ]
     for row in rows:
-        cells = [_cell(row.get(key)) for key, _ in columns]
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {row['sample_fid_gaussian_source']} | {row['epochs']} |")
+        cells = [*(str(row[key]) for key in swept), *(_cell(row.get(key)) for key, _ in columns)]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {row['sample_fid_prior_source']} | {row['epochs']} |")
     if grids is not None:
         lines += ["", "## Grids", ""]
         for row in rows:
@@ -186,4 +218,6 @@ def benchmark_markdown(table: dict, grids: str | None = "") -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+    if abs(value) >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}" if abs(value) >= 0.1 else f"{value:.3g}"

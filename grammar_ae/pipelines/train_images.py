@@ -17,7 +17,7 @@ from grammar_ae.models.image.config import ImageRunConfig
 from grammar_ae.models.image.data import load_run_data
 from grammar_ae.models.image.figures import write_figures
 from grammar_ae.models.image.model import FAMILY, image_model_spec
-from grammar_ae.models.image.presets import pixel_scale_defaults
+from grammar_ae.models.image.presets import image_objective_settings
 from grammar_ae.models.loading import load_run
 from grammar_ae.training import EpochCallback, Trainer, seed_everything
 from grammar_ae.training.preflight import check_trainable
@@ -43,8 +43,11 @@ def train_image_model(
         seed_everything(config.seed)
         data = load_run_data(config)
         network = config.network_config()
-        overrides = {**pixel_scale_defaults(config.model, data.train.image_shape), **config.objective}
-        model = image_model_spec(data.train.image_shape, network.latent_dim, config.model, network.width, **overrides).build()
+        objective, reconstruction = image_objective_settings(config.model, config.objective, data.train.image_shape)
+        model = image_model_spec(
+            data.train.image_shape, network.latent_dim, config.model, network.width,
+            network=network.changed_settings(), reconstruction=reconstruction, **objective,
+        ).build()
         record = {
             "task": "image",
             "dataset": config.dataset,
@@ -68,4 +71,4 @@ def train_image_model(
             save_run_settings(out_dir, config, record)
             run = load_run(out_dir, config.device, family=FAMILY)
             run.attach_data(data)
-            return {**summary, "figures": write_figures(run, out_dir, config.seed)}
+            return {**summary, "figures": write_figures(run, out_dir, trainer.history, config.seed)}

@@ -8,12 +8,20 @@ into training and validation parts (``grammar_ae.models.image.data``). Defaults:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
 from grammar_ae.data.images.sources import SPLITS, get_source
 from grammar_ae.errors import ConfigError
-from grammar_ae.models.image.presets import BATCH_SIZE, LATENT_DIMS, PUBLISHED_EPOCHS, SCHEDULE, default_width
+from grammar_ae.models.image.latent import check_latent_settings
+from grammar_ae.models.image.presets import (
+    BATCH_SIZE,
+    LATENT_DIMS,
+    PUBLISHED_EPOCHS,
+    SCHEDULE,
+    default_width,
+    split_image_settings,
+)
 from grammar_ae.objectives import OBJECTIVES, objective_config
 from grammar_ae.training.run_settings import RunSettings
 from grammar_ae.utils.config_files import config_from_dict
@@ -21,18 +29,33 @@ from grammar_ae.utils.config_files import config_from_dict
 
 @dataclass
 class ImageNetworkConfig:
-    """The settable sizes of the convolutional networks: latent size and ``width`` (a multiplier
-    of every filter count)."""
+    """The settable parts of the convolutional networks: latent size, ``width`` (a multiplier of
+    every filter count), ``depth`` (each convolution repeated that many times, the strided one
+    last) and what the encoder does to its code (``grammar_ae.models.image.latent``)."""
+
+    CHANGEABLE: ClassVar[tuple[str, ...]] = ("depth", "latent_norm", "latent_noise_std", "latent_layer")
 
     latent_dim: int
     width: float = 1.0
+    depth: int = 1
+    latent_norm: str = "none"
+    latent_noise_std: float | None = None
+    latent_layer: str = "none"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.latent_dim, int) or isinstance(self.latent_dim, bool) or self.latent_dim < 1:
-            raise ConfigError(f"network latent_dim {self.latent_dim!r}: expected an integer >= 1")
+        for name in ("latent_dim", "depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"network {name} {value!r}: expected an integer >= 1")
         if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0:
             raise ConfigError(f"network width {self.width!r}: expected a number > 0 (e.g. 0.0625)")
         self.width = float(self.width)
+        check_latent_settings(self.latent_norm, self.latent_noise_std, self.latent_layer)
+
+    def changed_settings(self) -> dict[str, Any]:
+        """The settings of ``CHANGEABLE`` that differ from their defaults (older specs lack them all)."""
+        defaults = {field.name: field.default for field in fields(self)}
+        return {name: getattr(self, name) for name in self.CHANGEABLE if getattr(self, name) != defaults[name]}
 
 
 @dataclass
@@ -57,7 +80,7 @@ class ImageRunConfig(RunSettings):
             raise ConfigError(f"image model {self.model!r} is unknown; expected one of {', '.join(OBJECTIVES)}")
         if self.split not in SPLITS:
             raise ConfigError(f"split {self.split!r}: expected one of {', '.join(SPLITS)}")
-        objective_config(self.model, **self.objective)
+        objective_config(self.model, **split_image_settings(self.model, self.objective)[0])
         defaults = started_network or {"latent_dim": LATENT_DIMS[self.dataset], "width": default_width(self.device)}
         network = {**defaults, **self.network}
         config_from_dict(ImageNetworkConfig, network, "network setting")

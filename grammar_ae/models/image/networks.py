@@ -6,6 +6,10 @@ objective is stochastic). Decoder: dense to an s x s x 1024 map, ConvTranspose(k
 -> BatchNorm -> ReLU blocks with 512, 256 (and 128 for 64x64 images) filters, a final
 3x3 convolution to the image channels, and a sigmoid. s is 8, or 4 for 16x16 images.
 ``width`` scales every filter count (1/16 makes a network small enough for a CPU).
+``depth`` n repeats each convolution n times, the strided one last: n - 1 (3x3, stride 1)
+convolutions -> BatchNorm -> ReLU come before every strided encoder block and before every
+upsampling decoder block. The code can pass an extra latent layer and a normalisation
+(`grammar_ae.models.image.latent`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from grammar_ae.errors import ConfigError
+from grammar_ae.models.image.latent import latent_layer, latent_normalisation, mean_head
 from grammar_ae.objectives.base import EncoderOutput
 
 ENCODER_FILTERS = (128, 256, 512, 1024)
@@ -29,6 +34,10 @@ class ConvNetConfig:
     latent_dim: int
     width: float = 1.0
     stochastic: bool = False
+    depth: int = 1
+    latent_norm: str = "none"
+    latent_noise_std: float | None = None
+    latent_layer: str = "none"
 
     def __post_init__(self) -> None:
         if self.image_size not in DECODER_LAYOUT:
@@ -45,6 +54,10 @@ class ConvNetConfig:
         return max(1, round(base * self.width))
 
 
+def _block(convolution: nn.Module, channels: int) -> list[nn.Module]:
+    return [convolution, nn.BatchNorm2d(channels), nn.ReLU()]
+
+
 class ConvEncoder(nn.Module):
     def __init__(self, config: ConvNetConfig):
         super().__init__()
@@ -52,16 +65,26 @@ class ConvEncoder(nn.Module):
         in_channels = config.channels
         for base in ENCODER_FILTERS:
             out_channels = config.filters(base)
-            layers += [nn.Conv2d(in_channels, out_channels, 4, 2, 1), nn.BatchNorm2d(out_channels), nn.ReLU()]
+            for _ in range(config.depth - 1):
+                layers += _block(nn.Conv2d(in_channels, out_channels, 3, 1, 1), out_channels)
+                in_channels = out_channels
+            layers += _block(nn.Conv2d(in_channels, out_channels, 4, 2, 1), out_channels)
             in_channels = out_channels
         self.features = nn.Sequential(*layers, nn.Flatten())
         flat = in_channels * (config.image_size // 2 ** len(ENCODER_FILTERS)) ** 2
-        self.mu = nn.Linear(flat, config.latent_dim)
+        self.mu = mean_head(flat, config.latent_dim, config.latent_norm)
         self.logvar = nn.Linear(flat, config.latent_dim) if config.stochastic else None
+        self.latent_layer = latent_layer(config.latent_layer, config.latent_dim)
+        self.latent_norm = latent_normalisation(config.latent_norm, config.latent_dim, config.latent_noise_std)
 
     def forward(self, x: Tensor) -> EncoderOutput:
         h = self.features(x)
-        return EncoderOutput(self.mu(h), None if self.logvar is None else self.logvar(h))
+        mu = self.mu(h)
+        if self.latent_layer is not None:
+            mu = self.latent_layer(mu)
+        if self.latent_norm is not None:
+            mu = self.latent_norm(mu)
+        return EncoderOutput(mu, None if self.logvar is None else self.logvar(h))
 
 
 class ConvDecoder(nn.Module):
@@ -75,7 +98,9 @@ class ConvDecoder(nn.Module):
         in_channels = first
         for base in upsampling:
             out_channels = config.filters(base)
-            layers += [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1), nn.BatchNorm2d(out_channels), nn.ReLU()]
+            for _ in range(config.depth - 1):
+                layers += _block(nn.Conv2d(in_channels, in_channels, 3, 1, 1), in_channels)
+            layers += _block(nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1), out_channels)
             in_channels = out_channels
         self.blocks = nn.Sequential(*layers, nn.Conv2d(in_channels, config.channels, 3, 1, 1), nn.Sigmoid())
 

@@ -11,10 +11,14 @@ per epoch; a resumed run keeps the width it started with.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
+from grammar_ae.errors import ConfigError
+from grammar_ae.objectives import OBJECTIVES
+from grammar_ae.objectives.base import check_weight
 from grammar_ae.training.run_settings import PlateauSchedule
 from grammar_ae.utils.device import resolve_device
 
@@ -33,6 +37,7 @@ BATCH_SIZE = 100
 GPU_WIDTH = 1.0
 CPU_WIDTH = 1 / 16
 SCHEDULE = PlateauSchedule(factor=0.5, patience=5, min_fraction=1 / 64)
+RECONSTRUCTIONS = ("mse", "bce")
 
 
 def default_width(device: str) -> float:
@@ -55,3 +60,44 @@ def pixel_scale_defaults(model: str, image_shape: tuple[int, ...]) -> dict[str, 
         return {"rec_weight": pixels}
     return {}
 
+
+
+def split_image_settings(model: str, settings: dict[str, Any]) -> tuple[dict[str, Any], str, float | None]:
+    """The run's objective settings as (the objective's own settings, reconstruction, beta).
+
+    Two settings belong to image runs rather than to an objective: ``reconstruction`` (``mse``,
+    the per-pixel mean squared error, or ``bce``, the per-pixel mean binary cross-entropy) and,
+    for objectives with a KL weight and no ``beta`` of their own, ``beta``: the weight of the KL
+    relative to its image default (the beta of a beta-VAE; ``kl_weight`` sets it absolutely).
+    """
+    settings = dict(settings)
+    reconstruction = settings.pop("reconstruction", "mse")
+    if reconstruction not in RECONSTRUCTIONS:
+        raise ConfigError(f"objective.reconstruction {reconstruction!r}: expected one of {', '.join(RECONSTRUCTIONS)}")
+    objective = OBJECTIVES[model]
+    if reconstruction != "mse" and not objective.uses_reconstruction_loss:
+        raise ConfigError(
+            f"objective.reconstruction={reconstruction}: {model} models the Gaussian likelihood of the squared "
+            "errors itself and takes mse only"
+        )
+    known = {field.name for field in fields(objective.config_class)}
+    if "beta" not in settings or "beta" in known:
+        return settings, reconstruction, None
+    beta = settings.pop("beta")
+    if "kl_weight" not in known:
+        raise ConfigError(f"objective.beta: {model} has no KL term to weight")
+    if "kl_weight" in settings:
+        raise ConfigError("give objective.beta (relative to the image default) or objective.kl_weight, not both")
+    check_weight(model, "beta", beta)
+    return settings, reconstruction, float(beta)
+
+
+def image_objective_settings(model: str, settings: dict[str, Any], image_shape: tuple[int, ...]) -> tuple[dict[str, Any], str]:
+    """The objective settings of an image run (pixel-scale defaults, then the run's settings,
+    ``beta`` applied) and its reconstruction loss (see :func:`split_image_settings`)."""
+    own, reconstruction, beta = split_image_settings(model, settings)
+    defaults = pixel_scale_defaults(model, image_shape)
+    if beta is not None:
+        default_weight = next(f.default for f in fields(OBJECTIVES[model].config_class) if f.name == "kl_weight")
+        own["kl_weight"] = beta * defaults.get("kl_weight", default_weight)
+    return {**defaults, **own}, reconstruction

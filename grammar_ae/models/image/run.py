@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from grammar_ae.models.image.config import ImageRunConfig
 from grammar_ae.models.image.data import RunData, load_run_data
 from grammar_ae.models.image.model import FAMILY, ImageAutoEncoder, ImageModelSpec
 from grammar_ae.models.run import TrainedRun
+from grammar_ae.objectives import EncoderOutput
 
 ENCODE_BATCH = 500
 
@@ -55,20 +56,31 @@ class TrainedImageModel(TrainedRun):
     def training_items(self) -> np.ndarray:
         return self.data.train.images
 
-    @torch.no_grad()
     def encode(self, images: np.ndarray | Tensor) -> Tensor:
         """Latent means (N, d) on the CPU of uint8 images (N, C, H, W)."""
-        images = torch.as_tensor(images)
-        parts = [self.model.latent_means(chunk.to(self.device)).float().cpu() for chunk in images.split(ENCODE_BATCH)]
-        return torch.cat(parts)
+        return self.encode_distribution(images).mu
 
     encode_items = encode
 
     @torch.no_grad()
+    def encode_distribution(self, images: np.ndarray | Tensor) -> EncoderOutput:
+        """The encoder's output (means and, for stochastic encoders, log-variances) on the CPU."""
+        images = torch.as_tensor(images)
+        parts = [self.model.encode(self.model.inputs(chunk.to(self.device))) for chunk in images.split(ENCODE_BATCH)]
+        logvar = None if parts[0].logvar is None else torch.cat([part.logvar.float().cpu() for part in parts])
+        return EncoderOutput(torch.cat([part.mu.float().cpu() for part in parts]), logvar)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decoded images (N, C, H, W) as float [0, 1] values on the CPU."""
+        return self._chunked(self.model.decode, z).float()
+
     def generate(self, z: Tensor) -> Tensor:
         """Decoded uint8 images (N, C, H, W) on the CPU."""
-        parts = [self.model.generate(chunk.float().to(self.device)).cpu() for chunk in z.split(ENCODE_BATCH)]
-        return torch.cat(parts)
+        return self._chunked(self.model.generate, z)
+
+    @torch.no_grad()
+    def _chunked(self, decode: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+        return torch.cat([decode(chunk.float().to(self.device)).cpu() for chunk in z.split(ENCODE_BATCH)])
 
     def reconstruct(self, images: np.ndarray | Tensor) -> Tensor:
         return self.generate(self.encode(images))
