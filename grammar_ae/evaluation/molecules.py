@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 from rdkit import Chem, DataStructs
-from rdkit.Chem import AllChem, FilterCatalog
+from rdkit.Chem import AllChem, FilterCatalog, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from grammar_ae.chemistry import molecule
@@ -60,7 +60,8 @@ def canonical(smiles: str) -> str:
 
 
 def fingerprints(smiles: Sequence[str]) -> list:
-    return [AllChem.GetMorganFingerprintAsBitVect(molecule(s), 2, nBits=1024) for s in smiles]
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
+    return [generator.GetFingerprint(molecule(s)) for s in smiles]
 
 
 def nearest_neighbour_similarity(generated: list, reference: list) -> float:
