@@ -335,3 +335,12 @@ def test_a_resumed_run_may_lower_its_learning_rate(digits, tmp_path):
     assert rates == [3e-3, 5e-4, 5e-4]  # the new rate from the resumed epoch on
     with pytest.raises(CheckpointError, match="config.batch_size"):
         make_trainer(digits, tmp_path, epochs=4, batch_size=7).fit(resume=True)  # other settings must match
+
+
+def test_a_learning_rate_below_the_familys_floor_lowers_the_floor():
+    from grammar_ae.models.sequence.config import SequenceRunConfig
+
+    config = SequenceRunConfig(grammar="smiles", learning_rate=5e-5).resolved()
+    trainer = config.trainer_config("rec")
+    assert trainer.learning_rate == trainer.min_learning_rate == 5e-5
+    assert SequenceRunConfig(grammar="smiles", learning_rate=1e-3).resolved().trainer_config("rec").min_learning_rate == 1e-4

@@ -19,7 +19,8 @@ ADDED_SETTINGS = ("optimizer", "scheduler", "warmup_steps", "mixed_precision", "
 @dataclass(frozen=True)
 class PlateauSchedule:
     """Reduce-on-plateau as a family's protocol sets it; the floor of the learning rate is
-    ``min_learning_rate`` or ``min_fraction`` of the run's learning rate, whichever is higher."""
+    ``min_learning_rate`` or ``min_fraction`` of the run's learning rate, whichever is higher,
+    and never above the run's learning rate (a run may start below the family's floor)."""
 
     factor: float
     patience: int
@@ -27,7 +28,7 @@ class PlateauSchedule:
     min_fraction: float = 0.0
 
     def floor(self, learning_rate: float) -> float:
-        return max(self.min_learning_rate, learning_rate * self.min_fraction)
+        return min(learning_rate, max(self.min_learning_rate, learning_rate * self.min_fraction))
 
 
 @dataclass
