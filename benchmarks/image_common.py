@@ -48,11 +48,18 @@ def run_study(
     started = time.perf_counter()
     config = ImageBenchmarkConfig(tuple(variants), run, evaluation, sweep or {}, variants)
     table = run_image_benchmark(config, RUNS / name, progress=not quiet)
+    seconds = sum(compute_seconds(RUNS / name / row["run"]) for row in table["rows"])
     shutil.copyfile(RUNS / name / "image_benchmark.csv", RESULTS / f"{name}.csv")
     if sweep:
         shutil.copyfile(RUNS / name / "image_benchmark.png", RESULTS / f"{name}.png")
     return {**table, "settings": run, "evaluation": evaluation, "code_version_at_start": version,
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+            "wall_seconds": round(time.perf_counter() - started, 1), "compute_seconds": round(seconds, 1)}
+
+
+def compute_seconds(folder: Path) -> float:
+    """Training and evaluation time of a run folder, over every (resumed) session of it."""
+    summary = json.loads((folder / "summary.json").read_text())
+    return summary["epochs_run"] * summary["seconds_per_epoch"] + json.loads((folder / "evaluation.json").read_text())["seconds"]
 
 
 def stored_study(name: str, variants: dict[str, dict], run: dict, sweep: dict) -> dict:
@@ -66,8 +73,7 @@ def stored_study(name: str, variants: dict[str, dict], run: dict, sweep: dict) -
         folder = RUNS / name / point.folder
         if (folder / "evaluation.json").is_file():
             evaluation = json.loads((folder / "evaluation.json").read_text())
-            summary = json.loads((folder / "summary.json").read_text())
-            seconds += summary["epochs_run"] * summary["seconds_per_epoch"] + evaluation["seconds"]
+            seconds += compute_seconds(folder)
             rows.append({**evaluation, "objective": evaluation["model"], "model": point.label, **point.swept, "run": point.folder})
     table = {"rows": rows, "sweep": sweep, "feature_extractor": rows[0]["feature_extractor"], "settings": run,
              "code_version_at_start": code_version(), "compute_seconds": round(seconds, 1)}

@@ -109,13 +109,13 @@ def main() -> None:
     for model, figure in zip(args.models, figures):  # the run's own grid: one row per sampler
         shutil.copyfile(RUNS / name / f"{model}-{first}" / "samples.png", RESULTS / figure)
     result = {"grid": grid, "extra": extra, "orderings": orderings}
-    minutes = sum(part.get("wall_seconds", part.get("compute_seconds", 0)) for part in (grid, extra) if part) / 60
+    minutes = sum(part["compute_seconds"] for part in (grid, extra) if part) / 60
     markdown = [
         "# Autoencoders without the variation: MNIST test split, CPU",
         "",
         f"FID (lower is better; features `{grid['feature_extractor']}`, 1,000 generated vs 1,000 held-out digits),",
         f"{args.epochs} epochs, batch 100, REC binary cross-entropy unless named; MSE per pixel of reconstructions.",
-        f"Time {minutes:.1f} min. Plot: [{name}.png]({name}.png); samples (N(0, I), MVG, GMM-10) at {first}:",
+        f"Compute time {minutes:.1f} min (training and evaluation, summed over the runs). Plot: [{name}.png]({name}.png); samples (N(0, I), MVG, GMM-10) at {first}:",
         ", ".join(f"[{figure}]({figure})" for figure in figures) + ".",
         "",
     ]
@@ -124,7 +124,8 @@ def main() -> None:
         markdown += [f"## Width {width:g}", "", *markdown_table(rows, COLUMNS), ""]
     if extra:
         rows = [{**row, "model": f"{row['model']} (latent {row['latent']})"} for row in extra["rows"]]
-        markdown += [f"## Width {args.widths[0]:g}: AE with MSE, AE with a batch-normalised code", "", *markdown_table(rows, COLUMNS), ""]
+        markdown += [f"## Width {args.widths[0]:g}: AE with MSE, AE with a batch-normalised code", "",
+                     f"Plot: [{name}_extra.png]({name}_extra.png).", "", *markdown_table(rows, COLUMNS), ""]
     markdown += ["## Orderings", ""]
     markdown += orderings_markdown(orderings)
     finish(name, result, markdown)

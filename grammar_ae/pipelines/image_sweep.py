@@ -92,9 +92,13 @@ def plot_sweep(path: str | Path, rows: list[dict], sweep: dict[str, list[Any]], 
     numeric = all(isinstance(value, (int, float)) for value in sweep[x_key])
     for index, (key, title) in enumerate(panels, start=1):
         axes = figure.add_subplot(1, len(panels), index)
+        values = []
         for name, points in lines.items():
             points = [point for point in points if point.get(key) is not None]
+            values += [point[key] for point in points]
             axes.plot([point[x_key] for point in points], [point[key] for point in points], marker="o", label=name)
+        if values and min(values) > 0 and max(values) / min(values) >= 10:  # a failed run must not flatten the others
+            axes.set_yscale("log")
         if numeric and min(sweep[x_key]) > 0 and max(sweep[x_key]) / min(sweep[x_key]) >= 4:
             axes.set_xscale("log", base=2)
         if numeric:
