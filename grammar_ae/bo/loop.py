@@ -75,7 +75,7 @@ class BOConfig:
     samples_per_point: int = 1
     acquisition: str = AcquisitionConfig.name
     surrogate: str = "local"
-    local_points: int = 1000
+    local_points: int = 500
     fit_iterations: int = SurrogateConfig.fit_iterations
     warm_start: bool = True
     inducing_points: int = SurrogateConfig.inducing_points
@@ -147,9 +147,9 @@ class TrainingData:
 
 @contextmanager
 def _timed(state: BOState, stage: str) -> Iterator[None]:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     yield
-    state.add_timing(stage, time.perf_counter() - start)
+    state.add_timing(stage, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
 def prepare_training_data(
@@ -170,7 +170,8 @@ def prepare_training_data(
     train = order[:n_train][scorable[order[:n_train]]]
     test = order[n_train:][scorable[order[n_train:]]]
     worst = target.worst(scores[train].tolist())
-    best = int(train[target.ranked(scores[train].tolist())[0]])
+    scored = torch.nonzero(scorable).flatten()
+    best = int(scored[target.ranked(scores[scored].tolist())[0]])  # over all starting strings, as the GA sees them
     if config.max_training_points is not None and len(train) > config.max_training_points:
         train = train[: config.max_training_points]  # already a seeded random order
     margin = 0.0 if config.bounds == "data" else float(config.bounds)

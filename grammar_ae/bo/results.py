@@ -108,6 +108,7 @@ def build_summary(state: BOState, target: Target) -> dict:
         "checkpoint_sha256": state.checkpoint_sha256,
         "timings": {
             "seconds": state.timings,  # per stage: one entry per iteration (encode, score_training: one)
+            "cpu_seconds": state.cpu_timings,
             "total_per_stage": {stage: round(sum(times), 4) for stage, times in state.timings.items()},
         },
         "provenance": provenance(),
@@ -123,7 +124,7 @@ def plot_best_so_far(path: Path, summary: dict) -> None:
     iterations = [i + 1 for i, value in enumerate(best) if value is not None]
     axes.plot(iterations, [value for value in best if value is not None], marker="o", label="best proposal")
     if summary["training"].get("best_score") is not None:
-        axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in training data")
+        axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in the starting data")
     axes.set_xlabel("iteration")
     axes.set_ylabel(f"{summary['target']} ({'higher' if summary['direction'] == 'maximize' else 'lower'} is better)")
     axes.set_xticks(range(1, len(best) + 1))

@@ -57,10 +57,12 @@ class BOState:
     surrogate_test: dict | None = None
     trust_region: dict | None = None  # TrustRegionState fields, for runs with a trust region
     surrogate_hyperparameters: dict | None = None  # the last fit's, to warm-start the next
-    timings: dict[str, list[float]] = field(default_factory=dict)
+    timings: dict[str, list[float]] = field(default_factory=dict)  # wall-clock seconds per stage
+    cpu_timings: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds of the process per stage
 
-    def add_timing(self, stage: str, seconds: float) -> None:
+    def add_timing(self, stage: str, seconds: float, cpu_seconds: float) -> None:
         self.timings.setdefault(stage, []).append(round(seconds, 4))
+        self.cpu_timings.setdefault(stage, []).append(round(cpu_seconds, 4))
 
     def save(self, out_dir: Path) -> None:
         atomic_write_json(out_dir / STATE_FILE, {"format": STATE_FORMAT, **asdict(self)})

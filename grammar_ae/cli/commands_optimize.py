@@ -31,7 +31,7 @@ SAMPLES_PER_POINT = typer.Option(1, help="Decodes per point: 1 = greedy (argmax)
 ACQUISITION = typer.Option("thompson", help="Acquisition: thompson (batch Thompson sampling), ei (batch log-EI) or ucb.")
 SURROGATE = typer.Option("local", help="GP: local (exact, on the --local-points points nearest the trust region's "
                          "centre), exact (all points, small sets) or sparse (variational, 500 inducing points).")
-LOCAL_POINTS = typer.Option(1000, help="Points the local GP is fitted on.")
+LOCAL_POINTS = typer.Option(500, help="Points the local GP is fitted on.")
 MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set.")
 TRUST_REGION = typer.Option(
     True, "--trust-region/--no-trust-region",
