@@ -93,14 +93,22 @@ class BudgetedScores:
     """mol_ga's scoring function: signed scores (mol_ga maximizes) of the strings it has not
     seen, recording each new one as a proposal and counting calls against the budget."""
 
-    def __init__(self, target: Target, known: dict[str, float], state: BOState, budget: int, worst: float):
+    def __init__(self, target: Target, known: dict[str, float], state: BOState, budget: int, worst: float,
+                 report: Callable[[], None]):
         self.target, self.known, self.state, self.budget, self.worst = target, known, state, budget, worst
         self.sign = 1.0 if target.maximize else -1.0
+        self.report = report
 
     def __call__(self, strings: list[str]) -> list[float]:
         if not strings:
             return []
         self.state.completed_iterations += 1
+        try:
+            return self._score(strings)
+        finally:
+            self.report()
+
+    def _score(self, strings: list[str]) -> list[float]:
         values = []
         for index, string in enumerate(strings):
             if objective_calls(self.state.proposals) >= self.budget:
@@ -137,6 +145,17 @@ def run_ga(model: LatentModel, config: GAConfig, out_dir: str | Path, progress: 
         state = BOState(config=settings, checkpoint_sha256=model.checkpoint_sha256)
         strings = starting_strings(model, config.data)
         with progress_bar("GA (objective calls on new strings)", config.budget, enabled=progress) as advance:
+            reported = [0]
+
+            def report() -> None:
+                calls = objective_calls(state.proposals)
+                scores_new = [p.score for p in state.proposals if p.valid and not p.duplicate]
+                best = format_score(target.best(scores_new) if scores_new else None)
+                advance(calls - reported[0], status=(
+                    f"generation {state.completed_iterations}: best new {best}, "
+                    f"data's best {format_score(state.training['best_score'])}"))
+                reported[0] = calls
+
             advance(0, status=f"score {len(strings):,} starting strings ({target.name})")
             scores = score_many(target, strings)
             scorable = np.flatnonzero(np.isfinite(scores)).tolist()
@@ -151,7 +170,7 @@ def run_ga(model: LatentModel, config: GAConfig, out_dir: str | Path, progress: 
             }
             sign = 1.0 if target.maximize else -1.0
             known = {compact(strings[i]): sign * float(scores[i]) for i in scorable}
-            scoring = BudgetedScores(target, known, state, config.budget, float(scores[worst]))
+            scoring = BudgetedScores(target, known, state, config.budget, float(scores[worst]), report)
             cached = CachedBatchFunction(scoring, cache={strings[i]: sign * float(scores[i]) for i in scorable})
             advance(0, status=f"evolve: {config.offspring} children per generation, population {config.population:,}")
             try:
@@ -167,8 +186,5 @@ def run_ga(model: LatentModel, config: GAConfig, out_dir: str | Path, progress: 
                 pass
             state.save(out_dir)
             summary = write_outputs(out_dir, state, target)
-            advance(summary["objective_calls"], status=(
-                f"best found {format_score(summary['best_so_far'][-1] if summary['best_so_far'] else None)}, "
-                f"data's best {format_score(state.training['best_score'])}"))
     return summary
 
