@@ -19,6 +19,12 @@ def is_valid_molecule(smiles: str | None) -> bool:
     return smiles is not None and molecule(smiles) is not None
 
 
+def heavy_atoms(smiles: str) -> int | None:
+    """The number of heavy (non-hydrogen) atoms of ``smiles``, None if it is not a valid molecule."""
+    mol = molecule(smiles)
+    return None if mol is None else mol.GetNumHeavyAtoms()
+
+
 def validity_check(grammar_name: str):
     """What counts as valid beyond being grammatical: RDKit acceptance for SMILES."""
     if grammar_name == "smiles":

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import gzip
 import json
 import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,71 +20,11 @@ from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.bo.state import BOState, load_state
 from grammar_ae.bo.targets import TARGET_EXPRESSION, get_target, register_target
 from grammar_ae.cli import commands_optimize
+from grammar_ae.chemistry import molecule
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError
 from grammar_ae.utils.output_lock import hold_output_lock
 
-DATA = Path(os.environ.get("GRAMMAR_AE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-TARGET = "1 / 3 + x + sin( x * x )"
-
-
-class Interrupted(Exception):
-    """Stands for a crash in the middle of an iteration."""
-
-
-class ProjectionModel:
-    """Test fixture (not shipped): encode = a seeded random projection of the token counts
-    (space-separated tokens for expressions, characters for SMILES); decode = one of the 3
-    nearest training strings, sometimes with one 'x' turned into '2' (a string the data may
-    not contain), sometimes None (an unfinished derivation)."""
-
-    checkpoint_sha256 = "test-fixture-projection-model"
-
-    def __init__(self, strings: list[str], latent_dim: int = 4, invalid_rate: float = 0.3, seed: int = 0,
-                 grammar_name: str = "expressions"):
-        self.grammar_name = grammar_name
-        self.strings = strings
-        self.latent_dim = latent_dim
-        self.invalid_rate = invalid_rate
-        self.vocabulary = sorted({token for s in strings for token in self._tokens(s)})
-        self.projection = np.random.default_rng(seed).normal(size=(len(self.vocabulary), latent_dim))
-        self.latents = self._project(strings)
-        self.decode_calls = 0
-        self.fail_on_call: int | None = None
-
-    def _tokens(self, string: str) -> list[str]:
-        return string.split() if self.grammar_name == "expressions" else list(string)
-
-    def _project(self, strings):
-        counts = np.zeros((len(strings), len(self.vocabulary)))
-        for row, string in enumerate(strings):
-            for token in self._tokens(string):
-                counts[row, self.vocabulary.index(token)] += 1
-        return (counts @ self.projection).astype(np.float32)
-
-    def training_strings(self) -> list[str]:
-        return list(self.strings)
-
-    def encode_means(self, strings):
-        return torch.from_numpy(self._project(list(strings)))
-
-    def decode_samples(self, z, samples_per_point, seed):
-        self.decode_calls += 1
-        if self.decode_calls == self.fail_on_call:
-            raise Interrupted
-        rng = np.random.default_rng(seed)
-        distances = ((z.numpy()[:, None, :] - self.latents[None]) ** 2).sum(-1)
-        decoded = []
-        for nearest in np.argsort(distances, axis=1, kind="stable")[:, :3]:
-            samples = []
-            for _ in range(samples_per_point):
-                if rng.random() < self.invalid_rate:
-                    samples.append(None)
-                    continue
-                string = self.strings[nearest[rng.choice(3, p=[0.6, 0.3, 0.1])]]
-                samples.append(string.replace("x", "2", 1) if rng.random() < 0.2 else string)
-            decoded.append(samples)
-        return decoded
-
+from bo_fixtures import DATA, TARGET, Interrupted, ProjectionModel, read_rows
 
 @pytest.fixture(scope="module")
 def expressions() -> list[str]:
@@ -101,15 +39,13 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAMMAR_AE_CACHE", str(tmp_path / "cache"))
 
 
+# the published loop: a GP on every training point, batch log-EI over the whole box, sampled decodes
 CONFIG = BOConfig(
-    target="expression", iterations=3, batch_size=4, samples_per_point=6, surrogate="exact",
-    max_training_points=150, acquisition_restarts=2, acquisition_raw_samples=32, seed=7,
+    target="expression", iterations=3, batch_size=4, samples_per_point=6, surrogate="exact", acquisition="ei",
+    trust_region=False, max_training_points=150, acquisition_restarts=2, acquisition_raw_samples=32, seed=7,
 )
-
-
-def read_rows(out: Path) -> list[dict]:
-    with open(out / "proposals.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+# the defaults at a small size: local GP (warm-started), Thompson sampling in the trust region, greedy decodes
+DEFAULTS = BOConfig(target="expression", iterations=3, batch_size=4, local_points=100, thompson_candidates=200, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -166,32 +102,35 @@ def test_loop_outputs_are_consistent(finished_run, expressions):
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
 
 
-def test_resume_after_interruption_gives_the_same_run(finished_run, expressions, tmp_path):
-    out, _, _ = finished_run
+@pytest.mark.parametrize("config", [CONFIG, DEFAULTS], ids=["published", "defaults"])
+def test_resume_after_interruption_gives_the_same_run(config, expressions, tmp_path):
+    run_bo(ProjectionModel(expressions), config, tmp_path / "whole", progress=False)
     model = ProjectionModel(expressions)
     model.fail_on_call = 3  # crash while decoding iteration 3
     with pytest.raises(Interrupted):
-        run_bo(model, CONFIG, tmp_path / "run", progress=False)
+        run_bo(model, config, tmp_path / "run", progress=False)
     assert load_state(tmp_path / "run").completed_iterations == 2
     assert len(read_rows(tmp_path / "run")) == 8
-    with pytest.raises(ConfigError, match="already holds a BO run"):
-        run_bo(ProjectionModel(expressions), CONFIG, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_bo(ProjectionModel(expressions), config, tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="different batch_size"):
-        run_bo(ProjectionModel(expressions), replace(CONFIG, batch_size=5), tmp_path / "run", resume=True, progress=False)
+        run_bo(ProjectionModel(expressions), replace(config, batch_size=5), tmp_path / "run", resume=True, progress=False)
     resumed = ProjectionModel(expressions)
-    run_bo(resumed, CONFIG, tmp_path / "run", resume=True, progress=False)
+    run_bo(resumed, config, tmp_path / "run", resume=True, progress=False)
     assert resumed.decode_calls == 1
+    out = tmp_path / "whole"
     assert (tmp_path / "run" / "proposals.csv").read_text() == (out / "proposals.csv").read_text()
     assert np.array_equal(np.load(tmp_path / "run" / "latents.npy"), np.load(out / "latents.npy"))
+    assert load_state(tmp_path / "run").surrogate_hyperparameters == load_state(out).surrogate_hyperparameters
     # a finished run resumed does nothing
     again = ProjectionModel(expressions)
-    summary = run_bo(again, CONFIG, tmp_path / "run", resume=True, progress=False)
+    summary = run_bo(again, config, tmp_path / "run", resume=True, progress=False)
     assert again.decode_calls == 0 and summary["completed_iterations"] == 3
     # a resumed run must use the same checkpoint
     other = ProjectionModel(expressions)
     other.checkpoint_sha256 = "another"
     with pytest.raises(CheckpointError, match="checkpoint"):
-        run_bo(other, replace(CONFIG, iterations=4), tmp_path / "run", resume=True, progress=False)
+        run_bo(other, replace(config, iterations=4), tmp_path / "run", resume=True, progress=False)
 
 
 def test_invalid_points_enter_the_surrogate_with_the_worst_training_score(expressions, tmp_path):
@@ -214,58 +153,71 @@ def _contains_three(string: str) -> float | None:
 def test_user_target_thompson_and_benchmark_table(expressions, tmp_path):
     register_target("test_threes", _contains_three, grammar="expressions", direction="maximize", replace=True)
     config = replace(CONFIG, iterations=1, batch_size=3, acquisition="thompson")
-    row = run_bo_benchmark(ProjectionModel(expressions), "test_threes", [0, 1], config, tmp_path, label="fixture")
-    summaries = [json.loads((tmp_path / f"seed_{s}" / "summary.json").read_text()) for s in (0, 1)]
+    rows = run_bo_benchmark(ProjectionModel(expressions), "test_threes", [0, 1], config, tmp_path, label="fixture")
+    row = rows[0]
+    summaries = [json.loads((tmp_path / "bo" / f"seed_{s}" / "summary.json").read_text()) for s in (0, 1)]
     fractions = [s["fraction_valid"] for s in summaries]
     assert row["fraction_valid_mean"] == pytest.approx(np.mean(fractions))
     assert row["fraction_valid_std"] == pytest.approx(np.std(fractions))
     for summary in summaries:
         assert summary["target"] == "test_threes"
-        for r in read_rows(tmp_path / f"seed_{summary['seed']}"):
+        for r in read_rows(tmp_path / "bo" / f"seed_{summary['seed']}"):
             assert (r["valid"] == "true") == ("2" not in r["string"] and r["string"] != "")
     best = row["best_three"]
     assert [b["score"] for b in best] == sorted((b["score"] for b in best), reverse=True)
     table = (tmp_path / "bo_benchmark.md").read_text()
-    assert "| expressions (higher better) | fixture |" in table and "| - |" in table.splitlines()[2]
-    assert row["target_found_seeds"] is None
+    assert "| expressions (higher better) | fixture | bo |" in table and "published" not in table
+    assert row["target_found_seeds"] is None and row["threshold_seeds"] is None
     proposed = sum(s["proposed"] for s in summaries)
     assert row["duplicate_fraction"] == pytest.approx(sum(s["duplicates"] for s in summaries) / proposed)
-    assert (tmp_path / "bo_benchmark.csv").read_text().startswith("problem,model,target,seeds,fraction_valid_mean")
+    assert row["objective_calls_mean"] == np.mean([s["objective_calls"] for s in summaries])
+    assert (tmp_path / "bo_benchmark.csv").read_text().startswith("problem,model,method,target,seeds,budget")
+    assert (tmp_path / "best_so_far.png").stat().st_size > 1000
 
 
 def test_benchmark_row_counts_the_seeds_that_found_the_optimum():
     def summary(seed: int, found: bool) -> dict:
         best = TARGET_EXPRESSION if found else "x+1"
         return {"seed": seed, "fraction_valid": 1.0, "average_score": 1.0, "found_target": found, "duplicates": 1,
-                "proposed": 4, "top3": [{"string": best, "score": 0.0 if found else 2.0, "iteration": 1}],
+                "proposed": 4, "objective_calls": 3, "training": {"best_score": 0.5},
+                "top3": [{"string": best, "score": 0.0 if found else 2.0, "iteration": 1}],
                 "top3_new": [{"string": f"x+{seed + 1}", "score": 3.0 - seed, "iteration": 1}]}
 
-    row = benchmark_row([summary(0, True), summary(1, False), summary(2, True)], get_target("expression"), "m")
-    assert row["target_found_seeds"] == 2 and row["duplicate_fraction"] == 0.25
+    row = benchmark_row([summary(0, True), summary(1, False), summary(2, True)], get_target("expression"), "m",
+                        budget=3, threshold=0.1)
+    assert row["target_found_seeds"] == 2 and row["threshold_seeds"] == 2 and row["duplicate_fraction"] == 0.25
     assert row["best_three"][0]["string"] == TARGET_EXPRESSION
     assert row["best_new"] == {"string": "x+3", "score": 1.0, "iteration": 1, "seed": 2}
-    assert table_markdown(row).splitlines()[2].endswith("| 2 of 3 seeds | 1.00 `x+3` |")
-    line = table_csv(row).splitlines()[1].split(",")
-    assert line[8:10] == ["2", "0.25"] and line[-2:] == ["1.0", "x+3"]
+    table = table_markdown([row]).splitlines()
+    assert table[0].startswith("Budget: 3 objective calls on new strings per seed")
+    assert table[4].endswith("| 1.00 2.00 3.00 | 2 of 3 | 2 of 3 | 0.25 |")
+    assert "| published | GVAE | | | 0.99 +- 0.01 | 3.26 +- 0.20 | 0.10 0.46 0.52 | | | | |" in table
+    line = table_csv([row]).splitlines()[1].split(",")
+    assert line[11:15] == ["0.1", "2", "2", "0.25"] and line[-6:-4] == ["1.0", "x+3"]
 
 
-def test_molecules_with_logp_and_the_top3_image(tmp_path):
+def test_molecules_with_logp_and_the_top3_images(tmp_path):
     with gzip.open(DATA / "zinc250k.smi.gz", "rt") as handle:
         smiles = [line.strip() for _, line in zip(range(400), handle)]
     model = ProjectionModel(smiles, latent_dim=3, grammar_name="smiles", invalid_rate=0.2)
-    config = replace(CONFIG, target="logp", iterations=1, batch_size=3, samples_per_point=None, train_fraction=0.8)
+    config = replace(DEFAULTS, target="logp", iterations=1, batch_size=3, train_fraction=0.8)
     summary = run_bo(model, config, tmp_path, progress=False)
     logp = get_target("logp")
     rows = read_rows(tmp_path)
     for row in rows:
         assert row["valid"] == "false" or float(row["score"]) == logp.score_one(row["string"])
-    assert summary["config"]["samples_per_point"] is None and summary["found_target"] is None
-    assert summary["training"]["test_points"] == 80 and summary["training"]["best_score"] == pytest.approx(
-        max(logp.score([smiles[i] for i in np.random.default_rng(7).permutation(400)[:320]])))
+    assert summary["found_target"] is None
+    scores = logp.score(smiles)
+    assert summary["training"]["test_points"] == 80 and summary["training"]["best_score"] == max(scores)
+    assert summary["training"]["best_string"] == smiles[scores.index(max(scores))]
+    for entry in summary["top3"]:
+        assert entry["heavy_atoms"] == molecule(entry["string"]).GetNumHeavyAtoms()
     from PIL import Image
 
-    with Image.open(tmp_path / "top3.png") as image:
-        assert image.format == "PNG" and image.size[0] >= 300 * len(summary["top3"])
+    for name in ("top3", "top3_new"):
+        if summary[name]:
+            with Image.open(tmp_path / f"{name}.png") as image:
+                assert image.format == "PNG" and image.size[0] >= 300 * len(summary[name])
 
 
 def test_wrong_grammar_or_target_is_a_clear_error(expressions, tmp_path):

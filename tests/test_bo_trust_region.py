@@ -44,4 +44,4 @@ def test_bounds_are_centred_on_the_point_and_clipped_to_the_search_box():
 ])
 def test_bad_configs_are_clear_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
-        TrustRegionConfig(**changes).validate()
+        TrustRegionConfig(**changes)

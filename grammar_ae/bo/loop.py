@@ -1,22 +1,35 @@
-"""The latent-space BO loop (PROTOCOLS 5): fit, acquire, decode, score, repeat; resumable.
+"""The latent-space search loop (PROTOCOLS 5): propose, decode, score, repeat; resumable.
 
-``run_bo`` encodes the model's training strings (latent means), scores them with the
-target (cached on disk), splits them 90/10 with the run's seed (the GP learns from the 90 %,
-its accuracy on the 10 % goes into the summary) and then, for each iteration, refits the
-surrogate on everything scored so far, picks a batch of latent points, decodes each point
-``samples_per_point`` times and keeps its most frequent valid string. An invalid point
-enters the surrogate with the worst training score.
+``run_bo`` encodes the starting strings (the model's training strings, or the data set
+``data`` names; latent means, cached), scores them with the target (cached), splits them
+90/10 with the run's seed (the surrogate learns from the 90 %, its accuracy on the 10 %
+goes into the summary) and then proposes one batch of latent points per iteration:
+
+- ``method="bo"``: fit the surrogate on everything scored so far (``local``: an exact GP
+  on the ``local_points`` points nearest the trust region's centre, started from the last
+  fit's hyperparameters; ``exact`` or ``sparse``: on all of them) and pick the batch with
+  the acquisition, inside the trust region when there is one;
+- ``method="random"``: random latent points from the Gaussian fitted to the starting
+  latents (``random_points="gaussian"``) or uniform in their box (``"box"``).
+
+Each point is decoded greedily (``samples_per_point=1``: the decoder's argmax, one
+deterministic string per point) or ``samples_per_point`` times by Gumbel sampling, keeping
+the most frequent valid string. An invalid point enters the surrogate with the worst
+training score. A ``budget`` counts calls of the objective on new strings (valid
+proposals neither in the starting data nor proposed before): the run stops once it is
+spent, each batch shortened to what is left, or after ``iterations`` batches.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,80 +37,103 @@ from torch import Tensor
 
 from grammar_ae.bo.acquisition import AcquisitionConfig, propose
 from grammar_ae.bo.latent_model import LatentModel
-from grammar_ae.bo.results import compact, write_outputs
+from grammar_ae.bo.results import compact, format_score, write_outputs
 from grammar_ae.bo.scoring import score_many
-from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, stage_seed
+from grammar_ae.bo.starting_data import encode_cached, starting_strings
+from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, objective_calls, stage_seed
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
-from grammar_ae.bo.trust_region import TrustRegionConfig, TrustRegionState, trust_region_bounds
+from grammar_ae.bo.trust_region import TrustRegionConfig, TrustRegionState, local_points, trust_region_bounds
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
 
-SAMPLES_PER_POINT = {"smiles": 500}  # any other grammar: DEFAULT_SAMPLES_PER_POINT
-DEFAULT_SAMPLES_PER_POINT = 25
-RESUMABLE_CHANGES = ("iterations", "device")  # config fields a resumed run may change
+METHODS = ("bo", "random")
+SURROGATES = ("local", "exact", "sparse")
+RANDOM_POINTS = ("gaussian", "box")
+ITERATIONS_WITHOUT_BUDGET = 5
+ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
+RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
+Report = Callable[[str], None]
 
 
 @dataclass
 class BOConfig:
-    """One BO run. ``bounds``: "data" (box of the training latents) or a margin, the fraction
-    of the box's width added on each side. ``max_training_points`` subsamples the GP's
-    training set (useful on CPU). ``trust_region`` searches each batch near the best point
-    observed so far (see ``grammar_ae.bo.trust_region``)."""
+    """One run. ``data``: the starting strings (None: the model's training strings).
+    ``bounds``: "data" (box of the starting latents) or a margin, the fraction of the box's
+    width added on each side. ``max_training_points`` subsamples the surrogate's training
+    set. ``trust_region`` searches each batch near the best point observed so far (see
+    ``grammar_ae.bo.trust_region``). ``iterations`` None: 5, or with a budget 4x the
+    batches the budget needs."""
 
     target: str
-    iterations: int = 5
+    iterations: int | None = None
     batch_size: int = 50
-    samples_per_point: int | None = None  # None: 500 for molecules, 25 otherwise
-    acquisition: str = "ei"
-    surrogate: str = "sparse"
-    inducing_points: int = 500
+    budget: int | None = None
+    method: str = "bo"
+    samples_per_point: int = 1
+    acquisition: str = AcquisitionConfig.name
+    surrogate: str = "local"
+    local_points: int = 500
+    fit_iterations: int = SurrogateConfig.fit_iterations
+    warm_start: bool = True
+    inducing_points: int = SurrogateConfig.inducing_points
     surrogate_epochs: int = SurrogateConfig.epochs
     acquisition_restarts: int = AcquisitionConfig.num_restarts
     acquisition_raw_samples: int = AcquisitionConfig.raw_samples
+    thompson_candidates: int = AcquisitionConfig.thompson_candidates
+    random_points: str = "gaussian"
     seed: int = 0
+    data: str | None = None
     bounds: str | float = "data"
     train_fraction: float = 0.9
     max_training_points: int | None = None
     device: str = "cpu"  # where the GP is fitted and the acquisition optimized
-    trust_region: bool = False
+    trust_region: bool = True
     trust_region_widths: TrustRegionConfig = field(default_factory=TrustRegionConfig)
 
-    def validate(self) -> None:
-        for name in ("iterations", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.samples_per_point is not None and self.samples_per_point < 1:
-            raise ConfigError(f"samples_per_point must be at least 1, got {self.samples_per_point}")
+    def __post_init__(self) -> None:
+        if isinstance(self.trust_region_widths, dict):
+            self.trust_region_widths = TrustRegionConfig(**self.trust_region_widths)
+        for name, allowed in (("method", METHODS), ("surrogate", SURROGATES), ("random_points", RANDOM_POINTS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        for name in ("batch_size", "samples_per_point", "local_points", "budget", "iterations"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.iterations is None:
+            self.iterations = ITERATIONS_WITHOUT_BUDGET if self.budget is None else (
+                ITERATIONS_PER_BUDGET_BATCH * math.ceil(self.budget / self.batch_size))
         if not 0 < self.train_fraction <= 1:
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.bounds != "data" and (isinstance(self.bounds, str) or self.bounds < 0):
             raise ConfigError(f"bounds must be 'data' or a margin >= 0, got {self.bounds!r}")
         if self.max_training_points is not None and self.max_training_points < 2:
             raise ConfigError(f"max_training_points must be at least 2, got {self.max_training_points}")
-        self.surrogate_config().validate()
-        self.acquisition_config().validate()
-        self.trust_region_widths.validate()
+        self.surrogate_config()
+        self.acquisition_config()
 
     def surrogate_config(self) -> SurrogateConfig:
-        return SurrogateConfig(kind=self.surrogate, inducing_points=self.inducing_points, epochs=self.surrogate_epochs)
+        return SurrogateConfig(
+            kind="sparse" if self.surrogate == "sparse" else "exact", fit_iterations=self.fit_iterations,
+            inducing_points=self.inducing_points, epochs=self.surrogate_epochs,
+        )
 
     def acquisition_config(self) -> AcquisitionConfig:
         return AcquisitionConfig(
             name=self.acquisition, num_restarts=self.acquisition_restarts, raw_samples=self.acquisition_raw_samples,
+            thompson_candidates=self.thompson_candidates,
         )
 
-    def samples_for(self, grammar_name: str) -> int:
-        if self.samples_per_point is not None:
-            return self.samples_per_point
-        return SAMPLES_PER_POINT.get(grammar_name, DEFAULT_SAMPLES_PER_POINT)
+    def decoding(self) -> str:
+        return "greedy" if self.samples_per_point == 1 else f"{self.samples_per_point} samples each"
 
 
 @dataclass
 class TrainingData:
-    """The scored training set, split for the surrogate."""
+    """The scored starting set, split for the surrogate."""
 
     latents: Tensor  # (n, d) float64, the surrogate's training part
     scores: Tensor
@@ -105,39 +141,45 @@ class TrainingData:
     test_scores: Tensor
     bounds: Tensor  # (2, d) search box
     spread: Tensor  # (d,) standard deviation of the training latents, the trust region's unit
-    known: set[str]  # compact training strings, to flag rediscoveries
+    known: set[str]  # compact starting strings, to flag rediscoveries
     worst: float
 
 
 @contextmanager
 def _timed(state: BOState, stage: str) -> Iterator[None]:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     yield
-    state.add_timing(stage, time.perf_counter() - start)
+    state.add_timing(stage, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
-def prepare_training_data(model: LatentModel, target: Target, config: BOConfig, state: BOState) -> TrainingData:
-    """Encode and score the training strings, split them with the run's seed."""
-    strings = model.training_strings()
+def prepare_training_data(
+    model: LatentModel, target: Target, config: BOConfig, state: BOState, report: Report = lambda status: None,
+) -> TrainingData:
+    """Encode and score the starting strings, split them with the run's seed."""
+    strings = starting_strings(model, config.data)
     with _timed(state, "encode"):
-        latents = model.encode_means(strings).to(torch.float64)
+        latents = encode_cached(model, strings, report)
+    report(f"score {len(strings):,} starting strings ({target.name})")
     with _timed(state, "score_training"):
         scores = torch.from_numpy(score_many(target, strings))
     scorable = torch.isfinite(scores)
     if int(scorable.sum()) < 2:
-        raise ConfigError(f"target {target.name!r} can score fewer than 2 of the model's {len(strings)} training strings")
+        raise ConfigError(f"target {target.name!r} can score fewer than 2 of the {len(strings)} starting strings")
     order = torch.from_numpy(np.random.default_rng(config.seed).permutation(len(strings)))
     n_train = round(config.train_fraction * len(strings))
     train = order[:n_train][scorable[order[:n_train]]]
     test = order[n_train:][scorable[order[n_train:]]]
     worst = target.worst(scores[train].tolist())
-    best = target.best(scores[train].tolist())
+    scored = torch.nonzero(scorable).flatten()
+    best = int(scored[target.ranked(scores[scored].tolist())[0]])  # over all starting strings, as the GA sees them
     if config.max_training_points is not None and len(train) > config.max_training_points:
         train = train[: config.max_training_points]  # already a seeded random order
     margin = 0.0 if config.bounds == "data" else float(config.bounds)
     state.training = {
-        "strings": len(strings), "unscorable": int((~scorable).sum()), "train_split": n_train,
-        "surrogate_points": len(train), "test_points": len(test), "best_score": best, "worst_score": worst,
+        "data": config.data or "the model's training strings", "strings": len(strings),
+        "unscorable": int((~scorable).sum()), "train_split": n_train, "surrogate_points": len(train),
+        "test_points": len(test), "best_score": float(scores[best]), "best_string": strings[best],
+        "worst_score": worst,
     }
     return TrainingData(
         latents[train], scores[train], latents[test], scores[test], data_bounds(latents, margin),
@@ -157,12 +199,19 @@ def choose_string(samples: list[str | None], target: Target) -> tuple[str, float
     return (counts.most_common(1)[0][0] if counts else ""), None
 
 
+def decode_points(model: LatentModel, points: Tensor, samples_per_point: int, seed: int) -> list[list[str | None]]:
+    """Per point, its greedy decode (``samples_per_point`` 1) or that many sampled decodes."""
+    if samples_per_point == 1:
+        return [[string] for string in model.decode(points)]
+    return model.decode_samples(points, samples_per_point, seed)
+
+
 def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: bool) -> BOState:
     state = load_state(out_dir)
     if state is None:
         return BOState(config=asdict(config), checkpoint_sha256=model.checkpoint_sha256)
     if not resume:
-        raise ConfigError(f"{out_dir} already holds a BO run; pass --resume to continue it or choose another --out")
+        raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
     defaults = asdict(BOConfig(config.target))  # settings added since the run was saved take their defaults
@@ -176,20 +225,28 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
     return state
 
 
+def finished(config: BOConfig, state: BOState) -> bool:
+    spent = config.budget is not None and objective_calls(state.proposals) >= config.budget
+    return spent or state.completed_iterations >= config.iterations
+
+
 def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) latent-space BO and return the summary; see the module docstring.
+    """Run (or resume) the search and return the summary; see the module docstring.
     ``out_dir`` is locked while the run writes it."""
-    config.validate()
     target = get_target(config.target)
     check_target_grammar(target, model.grammar_name)
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
     with hold_output_lock(out_dir):
         state = _resumed_state(out_dir, config, model, resume)
-        if state.completed_iterations >= config.iterations:
+        if finished(config, state):
             summary_path = out_dir / "summary.json"
             return json.loads(summary_path.read_text()) if summary_path.is_file() else write_outputs(out_dir, state, target)
         return _iterate(model, target, config, state, out_dir, device, progress)
+
+
+def _progress_count(config: BOConfig, state: BOState) -> int:
+    return objective_calls(state.proposals) if config.budget is not None else state.completed_iterations
 
 
 def _iterate(
@@ -197,15 +254,19 @@ def _iterate(
     progress: bool,
 ) -> dict:
     """The remaining iterations, saving the state and the outputs after each."""
-    unit_box = torch.stack([torch.zeros(model.latent_dim), torch.ones(model.latent_dim)]).to(device, torch.float64)
-    with progress_bar("BO iterations", config.iterations, enabled=progress) as advance:
-        advance(state.completed_iterations, status=f"encoding and scoring the training strings ({target.name})")
-        data = prepare_training_data(model, target, config, state)
+    name = "BO" if config.method == "bo" else "random search"
+    unit = "objective calls on new strings" if config.budget is not None else "iterations"
+    with progress_bar(f"{name} ({unit})", config.budget or config.iterations, enabled=progress) as advance:
+        def report(status: str) -> None:
+            advance(0, status=status)
+
+        done = _progress_count(config, state)
+        advance(done)
+        data = prepare_training_data(model, target, config, state, report)
         summary: dict = {}
-        best = "-"
-        for iteration in range(state.completed_iterations + 1, config.iterations + 1):
-            advance(0, status=f"best so far {best} | iteration {iteration}: fit, acquire, decode, score")
-            _run_iteration(iteration, model, target, config, data, state, unit_box, device)
+        while not finished(config, state):
+            iteration = state.completed_iterations + 1
+            _run_iteration(iteration, model, target, config, data, state, device, report)
             state.completed_iterations = iteration
             try:
                 state.save(out_dir)
@@ -216,42 +277,51 @@ def _iterate(
                     f"writing to {out_dir} failed ({error.strerror or error}); {STATE_FILE} holds "
                     f"{saved.completed_iterations if saved else 0} iterations: make room, then continue with --resume"
                 ) from None
-            best = "-" if summary["best_so_far"][-1] is None else f"{summary['best_so_far'][-1]:.4f}"
-            advance(1, status=f"best so far {best}")
+            now = _progress_count(config, state)
+            advance(now - done, status=_standing(summary, state))
+            done = now
     return summary
+
+
+def _standing(summary: dict, state: BOState) -> str:
+    """The console's line after an iteration: best found, best new, the data's best, calls."""
+    best = summary["best_so_far"][-1]
+    new = summary["top3_new"][0]["score"] if summary["top3_new"] else None
+    return (
+        f"iteration {state.completed_iterations}: best found {format_score(best)} (new {format_score(new)}), "
+        f"data's best {format_score(state.training['best_score'])}, "
+        f"{objective_calls(state.proposals)} objective calls on new strings"
+    )
+
+
+def _batch_size(config: BOConfig, state: BOState) -> int:
+    if config.budget is None:
+        return config.batch_size
+    return min(config.batch_size, config.budget - objective_calls(state.proposals))
 
 
 def _run_iteration(
     iteration: int, model: LatentModel, target: Target, config: BOConfig, data: TrainingData,
-    state: BOState, unit_box: Tensor, device: torch.device,
+    state: BOState, device: torch.device, report: Report,
 ) -> None:
     proposed = torch.tensor([p.latent for p in state.proposals], dtype=torch.float64).reshape(-1, model.latent_dim)
     observed = torch.tensor([p.observed for p in state.proposals], dtype=torch.float64)
     latents, scores = torch.cat([data.latents, proposed]), torch.cat([data.scores, observed])
-    with _timed(state, "fit"):
-        surrogate = fit_surrogate(
-            latents, scores, data.bounds, target.maximize, config.surrogate_config(),
-            stage_seed(config.seed, iteration, "fit"), device,
-        )
-    if state.surrogate_test is None and len(data.test_scores):
-        with _timed(state, "surrogate_test"):
-            state.surrogate_test = surrogate.test_metrics(data.test_latents, data.test_scores)
-    region, search_box = None, unit_box
-    if config.trust_region:
-        region = _current_region(state, config)
-        incumbent = target.ranked(scores.tolist())[0]
-        box = trust_region_bounds(latents[incumbent], data.spread, region.half_width, data.bounds)
-        search_box = surrogate.to_unit(box.to(device)).clamp(0, 1)
-    with _timed(state, "acquisition"):
-        unit = propose(
-            surrogate.model, surrogate.best_f, search_box, config.batch_size, config.acquisition_config(),
-            stage_seed(config.seed, iteration, "acquisition"),
-        )
-        points = surrogate.from_unit(unit).cpu()
+    q = _batch_size(config, state)
+    stage = f"iteration {iteration}/{config.iterations}:"
+    region, incumbent = None, target.ranked(scores.tolist())[0]
+    if config.method == "random":
+        report(f"{stage} draw {q} random latent points ({config.random_points})")
+        with _timed(state, "acquisition"):
+            points = random_points(data, config.random_points, q, stage_seed(config.seed, iteration, "acquisition"))
+    else:
+        if config.trust_region:
+            region = _current_region(state, config)
+        points = _acquire(iteration, stage, latents, scores, incumbent, region, q, target, config, data, state, device, report)
+    report(f"{stage} decode {len(points)} points ({config.decoding()})")
     with _timed(state, "decoding"):
-        decoded = model.decode_samples(
-            points.float(), config.samples_for(model.grammar_name), stage_seed(config.seed, iteration, "decoding"),
-        )
+        decoded = decode_points(model, points.float(), config.samples_per_point, stage_seed(config.seed, iteration, "decoding"))
+    report(f"{stage} score {len(points)} strings ({target.name})")
     with _timed(state, "scoring"):
         seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
         for index, (latent, samples) in enumerate(zip(points, decoded)):
@@ -267,6 +337,58 @@ def _run_iteration(
     if region is not None:
         _adapt_region(region, state.proposals[-len(points):], float(scores[incumbent]), target, config)
         state.trust_region = asdict(region)
+
+
+def _acquire(
+    iteration: int, stage: str, latents: Tensor, scores: Tensor, incumbent: int, region: TrustRegionState | None,
+    q: int, target: Target, config: BOConfig, data: TrainingData, state: BOState, device: torch.device,
+    report: Report,
+) -> Tensor:
+    """Fit the surrogate and return the acquisition's q latent points (CPU, float64)."""
+    centre = latents[incumbent]
+    box = data.bounds
+    if region is not None:
+        box = trust_region_bounds(centre, data.spread, region.half_width, data.bounds)
+    fit_latents, fit_scores = latents, scores
+    if config.surrogate == "local":
+        rows = local_points(latents, centre, data.spread, config.local_points)
+        fit_latents, fit_scores = latents[rows], scores[rows]
+    report(f"{stage} fit the {config.surrogate} GP on {len(fit_latents):,} points")
+    warm = state.surrogate_hyperparameters if config.warm_start else None
+    with _timed(state, "fit"):
+        surrogate = fit_surrogate(
+            fit_latents, fit_scores, data.bounds, target.maximize, config.surrogate_config(),
+            stage_seed(config.seed, iteration, "fit"), device, warm_start=warm,
+        )
+    if config.warm_start and config.surrogate != "sparse":
+        state.surrogate_hyperparameters = surrogate.hyperparameters()
+    if state.surrogate_test is None and len(data.test_scores):
+        test_latents, test_scores = data.test_latents, data.test_scores
+        if config.surrogate == "local":  # judged where it is used: the held-out points nearest the centre
+            rows = local_points(test_latents, centre, data.spread, config.local_points)
+            test_latents, test_scores = test_latents[rows], test_scores[rows]
+        with _timed(state, "surrogate_test"):
+            state.surrogate_test = surrogate.test_metrics(test_latents.to(device), test_scores)
+    report(f"{stage} acquire {q} points ({config.acquisition}"
+           f"{', trust region' if region is not None else ''})")
+    with _timed(state, "acquisition"):
+        points = propose(
+            surrogate.model, surrogate.best_f, box.to(device), q, config.acquisition_config(),
+            stage_seed(config.seed, iteration, "acquisition"), centre=centre.to(device) if region is not None else None,
+        )
+    return points.cpu().to(torch.float64)
+
+
+def random_points(data: TrainingData, kind: str, count: int, seed: int) -> Tensor:
+    """``count`` latent points from the Gaussian fitted to the training latents, or uniform in the box."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "box":
+        lower, upper = data.bounds
+        return lower + torch.rand(count, len(lower), generator=generator, dtype=torch.float64) * (upper - lower)
+    mean = data.latents.mean(dim=0)
+    covariance = torch.cov(data.latents.T) + 1e-9 * torch.eye(len(mean), dtype=torch.float64)
+    factor = torch.linalg.cholesky(covariance)
+    return mean + torch.randn(count, len(mean), generator=generator, dtype=torch.float64) @ factor.T
 
 
 def _current_region(state: BOState, config: BOConfig) -> TrustRegionState:

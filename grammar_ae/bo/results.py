@@ -1,4 +1,9 @@
-"""What a BO run reports: proposals.csv, latents.npy, summary.json and plots, all from its state."""
+"""What a run reports: proposals.csv, latents.npy, summary.json and plots, all from its state.
+
+Molecule runs add RDKit grids of the best three strings (``top3.png``) and of the best three
+new ones (``top3_new.png``), each molecule labelled with its score and heavy-atom count
+(penalized logP rewards size, so the count says how a score was reached).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar_ae.bo.state import BOState, Proposal
+from grammar_ae.bo.state import BOState, Proposal, objective_calls
 from grammar_ae.bo.targets import Target
-from grammar_ae.chemistry import molecule
-from grammar_ae.utils.files import atomic_path, atomic_write_json, atomic_write_text
+from grammar_ae.chemistry import heavy_atoms, molecule
+from grammar_ae.utils.files import atomic_path, atomic_write_json, atomic_write_npy, atomic_write_text
 from grammar_ae.utils.provenance import provenance
 
 CSV_COLUMNS = ("iteration", "index", "string", "valid", "score", "duplicate", "latent_row")
+
+
+def format_score(score: float | None) -> str:
+    return "-" if score is None else f"{score:.4f}"
 
 
 def compact(string: str) -> str:
@@ -41,7 +50,11 @@ def top_distinct(proposals: list[Proposal], target: Target, count: int = 3, new_
             best[compact(p.string)] = p
     chosen = list(best.values())
     order = target.ranked([p.score for p in chosen])[:count]
-    return [{"string": chosen[i].string, "score": chosen[i].score, "iteration": chosen[i].iteration} for i in order]
+    entries = [{"string": chosen[i].string, "score": chosen[i].score, "iteration": chosen[i].iteration} for i in order]
+    if target.grammar == "smiles":
+        for entry in entries:
+            entry["heavy_atoms"] = heavy_atoms(entry["string"])
+    return entries
 
 
 def best_so_far(proposals: list[Proposal], target: Target, iterations: int) -> list[float | None]:
@@ -55,6 +68,15 @@ def best_so_far(proposals: list[Proposal], target: Target, iterations: int) -> l
     return result
 
 
+def best_new_by_call(proposals: list[Proposal], target: Target) -> list[float]:
+    """The best score among the new strings after each objective call on a new string."""
+    result: list[float] = []
+    for p in proposals:
+        if p.valid and not p.duplicate:
+            result.append(p.score if not result else target.best([result[-1], p.score]))
+    return result
+
+
 def build_summary(state: BOState, target: Target) -> dict:
     proposals = state.proposals
     valid_scores = [p.score for p in proposals if p.valid]
@@ -65,14 +87,17 @@ def build_summary(state: BOState, target: Target) -> dict:
         "target": target.name,
         "direction": target.direction,
         "grammar": target.grammar,
+        "method": state.config.get("method", "bo"),
         "completed_iterations": state.completed_iterations,
         "proposed": len(proposals),
+        "objective_calls": objective_calls(proposals),
         "valid": len(valid_scores),
         "fraction_valid": len(valid_scores) / len(proposals) if proposals else None,
         "average_score": float(np.mean(valid_scores)) if valid_scores else None,
         "top3": top_distinct(proposals, target),
         "top3_new": top_distinct(proposals, target, new_only=True),
         "best_so_far": best_so_far(proposals, target, state.completed_iterations),
+        "best_new_by_call": best_new_by_call(proposals, target),
         "duplicates": sum(p.duplicate for p in proposals),
         "found_target": found,
         "training": state.training,
@@ -82,7 +107,8 @@ def build_summary(state: BOState, target: Target) -> dict:
         "seed": state.config["seed"],
         "checkpoint_sha256": state.checkpoint_sha256,
         "timings": {
-            "seconds": state.timings,  # fit/acquisition/decoding/scoring: one entry per iteration
+            "seconds": state.timings,  # per stage: one entry per iteration (encode, score_training: one)
+            "cpu_seconds": state.cpu_timings,
             "total_per_stage": {stage: round(sum(times), 4) for stage, times in state.timings.items()},
         },
         "provenance": provenance(),
@@ -98,7 +124,7 @@ def plot_best_so_far(path: Path, summary: dict) -> None:
     iterations = [i + 1 for i, value in enumerate(best) if value is not None]
     axes.plot(iterations, [value for value in best if value is not None], marker="o", label="best proposal")
     if summary["training"].get("best_score") is not None:
-        axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in training data")
+        axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in the starting data")
     axes.set_xlabel("iteration")
     axes.set_ylabel(f"{summary['target']} ({'higher' if summary['direction'] == 'maximize' else 'lower'} is better)")
     axes.set_xticks(range(1, len(best) + 1))
@@ -107,12 +133,15 @@ def plot_best_so_far(path: Path, summary: dict) -> None:
         figure.savefig(tmp, format="png", dpi=120)
 
 
-def draw_top_molecules(path: Path, top: list[dict]) -> None:
+def draw_molecules(path: Path, entries: list[dict], per_row: int = 3) -> None:
+    """An RDKit grid of ``entries`` (string, score), each labelled with its score and heavy atoms."""
     from rdkit.Chem import Draw
 
-    mols = [molecule(entry["string"]) for entry in top]
-    legends = [f"{entry['score']:.3f}" for entry in top]
-    image = Draw.MolsToGridImage(mols, molsPerRow=len(mols), subImgSize=(300, 300), legends=legends)
+    mols = [molecule(entry["string"]) for entry in entries]
+    legends = [
+        f"{entry.get('label', '')}{entry['score']:.3f}, {heavy_atoms(entry['string'])} heavy atoms" for entry in entries
+    ]
+    image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(300, 300), legends=legends)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
 
@@ -121,11 +150,12 @@ def write_outputs(out_dir: Path, state: BOState, target: Target) -> dict:
     """Write every output file of the run so far and return the summary."""
     summary = build_summary(state, target)
     atomic_write_text(out_dir / "proposals.csv", proposals_csv(state.proposals))
-    latents = np.array([p.latent for p in state.proposals], dtype=np.float64)
-    with atomic_path(out_dir / "latents.npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, latents)
+    if any(p.latent for p in state.proposals):
+        atomic_write_npy(out_dir / "latents.npy", np.array([p.latent for p in state.proposals], dtype=np.float64))
     plot_best_so_far(out_dir / "best_so_far.png", summary)
-    if target.grammar == "smiles" and summary["top3"]:
-        draw_top_molecules(out_dir / "top3.png", summary["top3"])
+    if target.grammar == "smiles":
+        for key in ("top3", "top3_new"):
+            if summary[key]:
+                draw_molecules(out_dir / f"{key}.png", summary[key])
     atomic_write_json(out_dir / "summary.json", summary)
     return summary

@@ -18,7 +18,7 @@ import numpy as np
 
 from grammar_ae.bo.targets import Target
 from grammar_ae.utils.download import cache_root
-from grammar_ae.utils.files import atomic_path
+from grammar_ae.utils.files import atomic_write_npy
 
 
 def strings_sha256(strings: Sequence[str]) -> str:
@@ -75,6 +75,5 @@ def score_many(
         results = [_score_chunk(target, chunk) for chunk in chunks]
     scores = _as_array([score for chunk in results for score in chunk])
     if path is not None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, scores)
+        atomic_write_npy(path, scores)
     return scores

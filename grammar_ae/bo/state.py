@@ -2,7 +2,8 @@
 
 Everything the next iteration needs that cannot be recomputed lives here: the proposals
 (with their exact float64 latent points and the value each one entered the surrogate
-with), the held-out surrogate metrics and the timings. No random-generator state is
+with), the trust region, the last surrogate fit's hyperparameters (the next fit starts
+from them), the held-out surrogate metrics and the timings. No random-generator state is
 needed: every stage draws from a seed derived from (run seed, iteration, stage), so an
 iteration run after a resume is the same as in an uninterrupted run.
 """
@@ -40,6 +41,12 @@ class Proposal:
     latent: list[float]
 
 
+def objective_calls(proposals: list[Proposal]) -> int:
+    """Calls of the objective on new strings: valid proposals not known before (neither in the
+    starting data nor proposed earlier)."""
+    return sum(p.valid and not p.duplicate for p in proposals)
+
+
 @dataclass
 class BOState:
     config: dict
@@ -49,10 +56,13 @@ class BOState:
     training: dict = field(default_factory=dict)
     surrogate_test: dict | None = None
     trust_region: dict | None = None  # TrustRegionState fields, for runs with a trust region
-    timings: dict[str, list[float]] = field(default_factory=dict)
+    surrogate_hyperparameters: dict | None = None  # the last fit's, to warm-start the next
+    timings: dict[str, list[float]] = field(default_factory=dict)  # wall-clock seconds per stage
+    cpu_timings: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds of the process per stage
 
-    def add_timing(self, stage: str, seconds: float) -> None:
+    def add_timing(self, stage: str, seconds: float, cpu_seconds: float) -> None:
         self.timings.setdefault(stage, []).append(round(seconds, 4))
+        self.cpu_timings.setdefault(stage, []).append(round(cpu_seconds, 4))
 
     def save(self, out_dir: Path) -> None:
         atomic_write_json(out_dir / STATE_FILE, {"format": STATE_FORMAT, **asdict(self)})

@@ -12,6 +12,9 @@ resolves, and shrinking further would only re-propose the best known string (TuR
 continuous objectives have no such floor). Widths are measured in data standard deviations, not as TuRBO's
 fraction of the unit cube, because encoded data fill only the centre of their bounding box:
 in 25 dimensions the box is almost all empty corners, where decodes are poor.
+
+The local surrogate (TuRBO / LOL-BO style) is fitted on the region's local data: the
+scored points nearest its centre (``local_points``), in the same standardised units.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class TrustRegionConfig:
     success_tolerance: int = 3
     failure_tolerance: int = 1
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.initial <= self.maximum:
             raise ConfigError(
                 f"trust region widths need 0 < minimum <= initial <= maximum, got "
@@ -71,3 +74,10 @@ def trust_region_bounds(centre: Tensor, scale: Tensor, half_width: float, bounds
     lower = (centre - half_width * scale).clamp(bounds[0], bounds[1])
     upper = (centre + half_width * scale).clamp(bounds[0], bounds[1])
     return torch.stack([lower, upper])
+
+
+def local_points(latents: Tensor, centre: Tensor, scale: Tensor, count: int) -> Tensor:
+    """Indices of the ``count`` rows of ``latents`` nearest ``centre`` in units of ``scale``
+    (all rows when there are fewer), nearest first."""
+    distances = ((latents - centre) / scale.clamp_min(1e-12)).square().sum(dim=-1)
+    return torch.topk(distances, min(count, len(latents)), largest=False).indices

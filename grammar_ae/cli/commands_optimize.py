@@ -1,4 +1,4 @@
-"""`grammar-ae optimize` (latent-space BO) and `grammar-ae benchmark bo` (the multi-seed protocol)."""
+"""`grammar-ae optimize` (latent-space BO) and `grammar-ae benchmark bo` (optimizers side by side)."""
 
 from __future__ import annotations
 
@@ -20,40 +20,60 @@ TARGET = typer.Option(
     ..., "--target", "-t", help="Objective: logp, qed (molecules), expression, or one registered by --target-module.",
 )
 CHECKPOINT = typer.Option(..., "--checkpoint", "-c", help="Trained model directory, or a shipped model's name.")
-ITERATIONS = typer.Option(5, help="BO iterations.")
-BATCH_SIZE = typer.Option(50, help="Points proposed per iteration (q).")
-SAMPLES_PER_POINT = typer.Option(None, help="Decodes per point (default: 500 molecules, 25 otherwise).")
-ACQUISITION = typer.Option("ei", help="Acquisition: ei (batch log-EI), ucb or thompson.")
-SURROGATE = typer.Option("sparse", help="GP: sparse (variational, 500 inducing points) or exact (small sets).")
-MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set (useful on CPU).")
+DATA = typer.Option(
+    None, "--data", help="Starting data: a named data set (moses-sample, zinc250k, expressions, ...) or a file "
+    "(default: the model's training strings).",
+)
+ITERATIONS = typer.Option(None, help="Batches (default 5; with --budget, at most 4x the batches it needs).")
+BATCH_SIZE = typer.Option(50, help="Points proposed per iteration (q); GA: children per generation.")
+SAMPLES_PER_POINT = typer.Option(1, help="Decodes per point: 1 = greedy (argmax); more = Gumbel samples, the most "
+                                 "frequent valid kept (the published loop: 500 molecules, 25 expressions).")
+ACQUISITION = typer.Option("thompson", help="Acquisition: thompson (batch Thompson sampling), ei (batch log-EI) or ucb.")
+SURROGATE = typer.Option("local", help="GP: local (exact, on the --local-points points nearest the trust region's "
+                         "centre), exact (all points, small sets) or sparse (variational, 500 inducing points).")
+LOCAL_POINTS = typer.Option(500, help="Points the local GP is fitted on.")
+MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set.")
 TRUST_REGION = typer.Option(
-    False, "--trust-region", help="Search each batch near the best point so far (adaptive box; see docs).",
+    True, "--trust-region/--no-trust-region",
+    help="Search each batch near the best point so far (adaptive box; see docs), or over the whole box of the data.",
 )
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
-def _load(checkpoint: Path, target: str, target_module: Optional[str], device: str) -> tuple[LatentModel, str]:
-    """Resolve the target (failing fast), then load the checkpoint and check their grammars agree."""
+def _resolve(target: str, target_module: Optional[str], device: str) -> str:
+    """Check the target (importing its module) and return the device's name, before any loading."""
     if target_module:
         import_target_module(target_module)
-    resolved = get_target(target)
-    device_name = str(resolve_device(device))
+    get_target(target)
+    return str(resolve_device(device))
+
+
+def _load(checkpoint: Path, target: str, device_name: str) -> LatentModel:
+    """Load the checkpoint and check that the target scores its grammar's strings."""
     model = load_sequence_run(checkpoint, device_name)
-    check_target_grammar(resolved, model.grammar_name)
-    return model, device_name
+    check_target_grammar(get_target(target), model.grammar_name)
+    return model
+
+
+def _entry(entry: dict) -> str:
+    atoms = f"  ({entry['heavy_atoms']} heavy atoms)" if entry.get("heavy_atoms") is not None else ""
+    return f"{entry['score']:.4f}  {entry['string']}{atoms}"
 
 
 def optimize(
     target: str = TARGET,
     checkpoint: Path = CHECKPOINT,
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (proposals.csv, summary.json, plots)."),
-    iterations: int = ITERATIONS,
+    data: Optional[str] = DATA,
+    iterations: Optional[int] = ITERATIONS,
     batch_size: int = BATCH_SIZE,
-    samples_per_point: Optional[int] = SAMPLES_PER_POINT,
+    budget: Optional[int] = typer.Option(None, help="Stop after this many objective calls on new strings."),
+    samples_per_point: int = SAMPLES_PER_POINT,
     acquisition: str = ACQUISITION,
     surrogate: str = SURROGATE,
+    local_points: int = LOCAL_POINTS,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     trust_region: bool = TRUST_REGION,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
@@ -64,21 +84,27 @@ def optimize(
 ) -> None:
     """Latent-space Bayesian optimization of a target with a trained model."""
     from grammar_ae.bo.loop import BOConfig, run_bo
+    from grammar_ae.bo.results import format_score
 
-    model, device_name = _load(checkpoint, target, target_module, device)
+    device_name = _resolve(target, target_module, device)
     config = BOConfig(
-        target, iterations=iterations, batch_size=batch_size, samples_per_point=samples_per_point,
-        acquisition=acquisition, surrogate=surrogate, max_training_points=max_training_points, seed=seed,
-        device=device_name, trust_region=trust_region,
+        target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
+        acquisition=acquisition, surrogate=surrogate, local_points=local_points,
+        max_training_points=max_training_points, seed=seed, data=data, trust_region=trust_region, device=device_name,
     )
-    summary = run_bo(model, config, out, resume=resume, progress=not quiet)
+    summary = run_bo(_load(checkpoint, target, device_name), config, out, resume=resume, progress=not quiet)
     average = summary["average_score"]
+    training = summary["training"]
     typer.echo(
         f"valid {summary['valid']}/{summary['proposed']} ({summary['fraction_valid']:.2f}), "
-        f"average score {'n/a' if average is None else f'{average:.4f}'}"
+        f"average score {format_score(average)}, {summary['objective_calls']} objective calls on new strings"
     )
-    for rank, entry in enumerate(summary["top3"], 1):
-        typer.echo(f"{rank}. {entry['score']:.4f}  {entry['string']}")
+    typer.echo(f"starting data's best ({training['data']}): "
+               f"{_entry({'score': training['best_score'], 'string': training['best_string']})}")
+    for title, key in (("best found", "top3"), ("best new (in neither the data nor an earlier proposal)", "top3_new")):
+        typer.echo(f"{title}:")
+        for rank, entry in enumerate(summary[key], 1):
+            typer.echo(f"{rank}. {_entry(entry)}")
     typer.echo(f"results in {out}")
 
 
@@ -86,36 +112,49 @@ def optimize(
 def benchmark_bo(
     target: str = TARGET,
     checkpoint: Path = CHECKPOINT,
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (a folder per seed, bo_benchmark.{csv,md})."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (a folder per method and seed, "
+                             "bo_benchmark.{csv,md,json}, best_so_far.png)."),
+    methods: list[str] = typer.Option(
+        ["bo"], "--method", "-m", help="bo, random or ga; repeat the option or separate by commas for several.",
+    ),
     seeds: int = typer.Option(5, help="Number of seeds: runs with seeds 0 .. N-1."),
-    iterations: int = ITERATIONS,
+    budget: int = typer.Option(250, help="Objective calls on new strings per run, the same for every method."),
+    threshold: Optional[float] = typer.Option(None, help="Also count the seeds whose best score beats this value."),
+    data: Optional[str] = DATA,
+    iterations: Optional[int] = ITERATIONS,
     batch_size: int = BATCH_SIZE,
-    samples_per_point: Optional[int] = SAMPLES_PER_POINT,
+    samples_per_point: int = SAMPLES_PER_POINT,
     acquisition: str = ACQUISITION,
     surrogate: str = SURROGATE,
+    local_points: int = LOCAL_POINTS,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     trust_region: bool = TRUST_REGION,
+    random_points: str = typer.Option("gaussian", help="random method: gaussian (fitted to the data) or box."),
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
     device: str = DEVICE,
     target_module: Optional[str] = TARGET_MODULE,
     quiet: bool = QUIET,
 ) -> None:
-    """The BO protocol over several seeds: fraction valid, average score, best three (PROTOCOLS 6)."""
-    from grammar_ae.bo.benchmark import run_bo_benchmark, table_markdown
+    """Optimizers side by side over several seeds with one budget of objective calls (PROTOCOLS 6)."""
+    from grammar_ae.bo.benchmark import check_methods, run_bo_benchmark, table_markdown
     from grammar_ae.bo.loop import BOConfig
 
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
-    model, device_name = _load(checkpoint, target, target_module, device)
+    chosen = [name.strip() for value in methods for name in value.split(",") if name.strip()]
+    check_methods(chosen)
+    device_name = _resolve(target, target_module, device)
     config = BOConfig(
-        target, iterations=iterations, batch_size=batch_size, samples_per_point=samples_per_point,
-        acquisition=acquisition, surrogate=surrogate, max_training_points=max_training_points, device=device_name,
-        trust_region=trust_region,
+        target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
+        acquisition=acquisition, surrogate=surrogate, local_points=local_points,
+        max_training_points=max_training_points, data=data, trust_region=trust_region, random_points=random_points,
+        device=device_name,
     )
-    row = run_bo_benchmark(
-        model, target, list(range(seeds)), config, out, label=label or checkpoint.resolve().name, progress=not quiet,
+    rows = run_bo_benchmark(
+        _load(checkpoint, target, device_name), target, list(range(seeds)), config, out,
+        label=label or checkpoint.resolve().name, progress=not quiet, methods=chosen, threshold=threshold,
     )
-    typer.echo(table_markdown(row), nl=False)
+    typer.echo(table_markdown(rows), nl=False)
 
 
 def register(app: typer.Typer) -> None:

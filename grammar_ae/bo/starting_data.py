@@ -1,0 +1,57 @@
+"""The data an optimizer starts from: strings, their scores and their latent means.
+
+By default the model's own training strings; ``data`` names another set (``moses-sample``,
+``zinc250k``, ``expressions``, ...) or a file, read as ``grammar-ae train --data`` reads it.
+Scores are cached by ``scoring.score_many``; latent means are cached the same way under
+``$GRAMMAR_AE_CACHE/bo_latents/<checkpoint>-<strings>.npy``, since encoding ZINC-250k with
+an autoregressive encoder takes many CPU minutes. Strings are encoded in order of length
+(less padding per batch), in chunks that report progress.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grammar_ae.bo.latent_model import LatentModel
+from grammar_ae.bo.scoring import strings_sha256
+from grammar_ae.data.datasets import resolve_input
+from grammar_ae.data.readers import read_strings
+from grammar_ae.utils.download import cache_root
+from grammar_ae.utils.files import atomic_write_npy
+
+ENCODE_CHUNK = 5000  # strings per progress report while encoding
+Report = Callable[[str], None]
+
+
+def starting_strings(model: LatentModel, data: str | None) -> list[str]:
+    """The model's training strings (``data`` None) or the strings of a named data set or file."""
+    if data is None:
+        return model.training_strings()
+    return read_strings(resolve_input(data, model.grammar)).strings
+
+
+def latent_cache_path(model: LatentModel, strings: Sequence[str]) -> Path:
+    return cache_root() / "bo_latents" / f"{model.checkpoint_sha256[:16]}-{strings_sha256(strings)[:32]}.npy"
+
+
+def encode_cached(model: LatentModel, strings: Sequence[str], report: Report | None = None) -> Tensor:
+    """(n, latent_dim) float64 latent means of ``strings``, from the cache when it holds them."""
+    path = latent_cache_path(model, strings)
+    if path.is_file():
+        cached = np.load(path)
+        if cached.shape == (len(strings), model.latent_dim):
+            return torch.from_numpy(cached)
+    order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
+    latents = np.empty((len(strings), model.latent_dim), dtype=np.float64)
+    for start in range(0, len(order), ENCODE_CHUNK):
+        if report is not None:
+            report(f"encode {start:,}/{len(strings):,} strings")
+        rows = order[start : start + ENCODE_CHUNK]
+        latents[rows] = model.encode_means([strings[i] for i in rows]).double().numpy()
+    atomic_write_npy(path, latents)
+    return torch.from_numpy(latents)
