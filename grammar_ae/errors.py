@@ -46,3 +46,12 @@ class TrainingInterrupted(TrainingError):
 
 class OutputError(GrammarAEError):
     """An output cannot be written (unwritable, full, or being written by another process)."""
+
+
+def require_counts(settings: object, names: tuple[str, ...], what: str = "") -> None:
+    """A ConfigError naming the first of the attributes ``names`` of ``settings`` that is
+    below 1 (None, an unset optional count, passes); ``what`` prefixes the name."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{what}{name} must be at least 1, got {value}")

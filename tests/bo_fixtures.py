@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from grammar_ae.bo.loop import BOConfig
 from grammar_ae.grammar.cfg import Grammar
 
 DATA = Path(os.environ.get("GRAMMAR_AE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 TARGET = "1 / 3 + x + sin( x * x )"
+# the defaults at a small size: local GP (warm-started), Thompson sampling in the trust region, greedy decodes
+DEFAULTS = BOConfig(target="expression", iterations=3, batch_size=4, local_points=100, thompson_candidates=200, seed=7)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test its own cache of encodings and scores (a module importing this uses it)."""
+    monkeypatch.setenv("GRAMMAR_AE_CACHE", str(tmp_path / "cache"))
+
+
+def sample_expressions(count: int, seed: int) -> list[str]:
+    """A seeded random ``count`` of the published expressions."""
+    with gzip.open(DATA / "equation2_15_dataset.txt.gz", "rt") as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    return [lines[i] for i in np.random.default_rng(seed).choice(len(lines), count, replace=False)]
 
 
 class Interrupted(Exception):

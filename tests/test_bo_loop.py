@@ -24,19 +24,15 @@ from grammar_ae.chemistry import molecule
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError
 from grammar_ae.utils.output_lock import hold_output_lock
 
-from bo_fixtures import DATA, TARGET, Interrupted, ProjectionModel, read_rows
+from bo_fixtures import (  # noqa: F401 (private_cache: an autouse fixture)
+    DATA, DEFAULTS, TARGET, Interrupted, ProjectionModel, private_cache, read_rows, sample_expressions,
+)
+
 
 @pytest.fixture(scope="module")
 def expressions() -> list[str]:
-    with gzip.open(DATA / "equation2_15_dataset.txt.gz", "rt") as handle:
-        lines = [line.strip() for line in handle if line.strip()]
-    chosen = [lines[i] for i in np.random.default_rng(0).choice(len(lines), 2000, replace=False)]
+    chosen = sample_expressions(2000, seed=0)
     return chosen if TARGET in chosen else chosen[:-1] + [TARGET]
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAMMAR_AE_CACHE", str(tmp_path / "cache"))
 
 
 # the published loop: a GP on every training point, batch log-EI over the whole box, sampled decodes
@@ -44,8 +40,6 @@ CONFIG = BOConfig(
     target="expression", iterations=3, batch_size=4, samples_per_point=6, surrogate="exact", acquisition="ei",
     trust_region=False, max_training_points=150, acquisition_restarts=2, acquisition_raw_samples=32, seed=7,
 )
-# the defaults at a small size: local GP (warm-started), Thompson sampling in the trust region, greedy decodes
-DEFAULTS = BOConfig(target="expression", iterations=3, batch_size=4, local_points=100, thompson_candidates=200, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -24,22 +24,14 @@ from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.grammar.parser import Parser
 
-from bo_fixtures import DATA, ProjectionModel, read_rows
-
-
-DEFAULTS = BOConfig(target="expression", iterations=3, batch_size=4, local_points=100, thompson_candidates=200, seed=7)
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAMMAR_AE_CACHE", str(tmp_path / "cache"))
+from bo_fixtures import (  # noqa: F401 (private_cache: an autouse fixture)
+    DATA, DEFAULTS, ProjectionModel, private_cache, read_rows, sample_expressions,
+)
 
 
 @pytest.fixture(scope="module")
 def expressions() -> list[str]:
-    with gzip.open(DATA / "equation2_15_dataset.txt.gz", "rt") as handle:
-        lines = [line.strip() for line in handle if line.strip()]
-    return [lines[i] for i in np.random.default_rng(1).choice(len(lines), 1500, replace=False)]
+    return sample_expressions(1500, seed=1)
 
 
 def assert_scores_are_the_targets(out, target_name: str) -> list[dict]:

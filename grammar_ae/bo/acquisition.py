@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.quasirandom import SobolEngine
 
 from grammar_ae.bo.surrogate import EXACT_MAX_POINTS
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, require_counts
 
 AcquisitionName = Literal["thompson", "ei", "ucb"]
 ACQUISITIONS = ("thompson", "ei", "ucb")
@@ -52,9 +52,8 @@ class AcquisitionConfig:
     def __post_init__(self) -> None:
         if self.name not in ACQUISITIONS:
             raise ConfigError(f"acquisition {self.name!r}: expected one of {', '.join(ACQUISITIONS)}")
-        for name in ("num_restarts", "raw_samples", "max_iterations", "mc_samples", "thompson_candidates"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"acquisition {name} must be at least 1, got {getattr(self, name)}")
+        require_counts(self, ("num_restarts", "raw_samples", "max_iterations", "mc_samples", "thompson_candidates"),
+                       "acquisition ")
 
 
 def candidate_set(box: Tensor, count: int, seed: int, centre: Tensor | None = None) -> Tensor:

@@ -36,7 +36,7 @@ from grammar_ae.bo.scoring import score_many
 from grammar_ae.bo.starting_data import starting_strings
 from grammar_ae.bo.state import BOState, Proposal, load_state, objective_calls
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, require_counts
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
@@ -70,10 +70,7 @@ class GAConfig:
     data: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("budget", "offspring", "population", "max_generations"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be at least 1, got {value}")
+        require_counts(self, ("budget", "offspring", "population", "max_generations"))
         if self.max_generations is None:
             self.max_generations = ITERATIONS_PER_BUDGET_BATCH * math.ceil(self.budget / self.offspring)
 

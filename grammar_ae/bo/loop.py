@@ -44,7 +44,7 @@ from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, objec
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.bo.trust_region import TrustRegionConfig, TrustRegionState, local_points, trust_region_bounds
-from grammar_ae.errors import CheckpointError, ConfigError, OutputError
+from grammar_ae.errors import CheckpointError, ConfigError, OutputError, require_counts
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
@@ -99,10 +99,7 @@ class BOConfig:
         for name, allowed in (("method", METHODS), ("surrogate", SURROGATES), ("random_points", RANDOM_POINTS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        for name in ("batch_size", "samples_per_point", "local_points", "budget", "iterations"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be at least 1, got {value}")
+        require_counts(self, ("batch_size", "samples_per_point", "local_points", "budget", "iterations"))
         if self.iterations is None:
             self.iterations = ITERATIONS_WITHOUT_BUDGET if self.budget is None else (
                 ITERATIONS_PER_BUDGET_BATCH * math.ceil(self.budget / self.batch_size))

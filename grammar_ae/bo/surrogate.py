@@ -32,7 +32,7 @@ from botorch.models.model import Model
 from botorch.models.transforms import Normalize, Standardize
 from torch import Tensor
 
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, require_counts
 
 SurrogateKind = Literal["exact", "sparse"]
 Hyperparameters = dict[str, list]
@@ -59,9 +59,7 @@ class SurrogateConfig:
             raise ConfigError(f"surrogate {self.kind!r}: expected 'exact' or 'sparse'")
         if self.inducing_init not in ("kmeans++", "random"):
             raise ConfigError(f"inducing_init {self.inducing_init!r}: expected 'kmeans++' or 'random'")
-        for name in ("fit_iterations", "inducing_points", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"surrogate {name} must be at least 1, got {getattr(self, name)}")
+        require_counts(self, ("fit_iterations", "inducing_points", "epochs", "batch_size"), "surrogate ")
 
 
 @dataclass

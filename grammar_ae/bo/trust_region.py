@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, require_counts
 
 
 @dataclass
@@ -41,9 +41,7 @@ class TrustRegionConfig:
                 f"trust region widths need 0 < minimum <= initial <= maximum, got "
                 f"{self.minimum}, {self.initial}, {self.maximum}"
             )
-        for name in ("success_tolerance", "failure_tolerance"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"trust region {name} must be at least 1, got {getattr(self, name)}")
+        require_counts(self, ("success_tolerance", "failure_tolerance"), "trust region ")
 
 
 @dataclass
