@@ -301,3 +301,53 @@ def test_a_full_disk_says_how_many_iterations_are_kept(expressions, tmp_path, mo
     monkeypatch.setattr(BOState, "save", save_twice)
     with pytest.raises(OutputError, match="No space left on device.*state.json holds 1 iterations: make room, then continue with --resume"):
         run_bo(ProjectionModel(expressions), CONFIG, tmp_path / "out", progress=False)
+
+
+def test_prefer_new_takes_unknown_valid_strings_first():
+    from grammar_ae.bo.loop import prefer_new
+
+    choices = [("a", True), ("b", False), ("a", True), ("c", True), ("d", True), ("e", True)]
+    assert prefer_new(choices, seen={"c"}, count=4) == [0, 4, 5, 1]
+    assert prefer_new(choices, seen={"a", "d", "e"}, count=3) == [3, 0, 1]
+
+
+class RecordingModel(ProjectionModel):
+    """The fixture, keeping what each greedy decode call returned."""
+
+    def __init__(self, strings):
+        super().__init__(strings)
+        self.calls: list[list[str | None]] = []
+
+    def decode(self, z):
+        self.calls.append(super().decode(z))
+        return self.calls[-1]
+
+
+def test_each_batch_holds_every_new_string_its_candidates_decode_to(expressions, tmp_path):
+    config = replace(DEFAULTS, candidates_per_point=4)
+    model = RecordingModel(expressions)
+    run_bo(model, config, tmp_path, progress=False)
+    state = load_state(tmp_path)
+    target = get_target("expression")
+    seen = {"".join(s.split()) for s in expressions}
+    for iteration, decoded in enumerate(model.calls, 1):
+        assert len(decoded) == 4 * config.batch_size
+        available = {"".join(s.split()) for s in decoded if s is not None and target.is_valid(s)} - seen
+        batch = [p for p in state.proposals if p.iteration == iteration]
+        new = [p for p in batch if p.valid and not p.duplicate]
+        assert len(batch) == config.batch_size and len(new) == min(config.batch_size, len(available))
+        seen |= {"".join(p.string.split()) for p in batch if p.valid}
+    assert sum(len(call) for call in model.calls) == 4 * len(state.proposals)
+
+
+def test_a_run_saved_before_candidates_per_point_resumes_with_one(expressions, tmp_path):
+    config = replace(DEFAULTS, iterations=1, candidates_per_point=1)
+    run_bo(ProjectionModel(expressions), config, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    del saved["config"]["candidates_per_point"]
+    (tmp_path / "state.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="different candidates_per_point"):
+        run_bo(ProjectionModel(expressions), replace(config, iterations=2, candidates_per_point=4), tmp_path,
+               resume=True, progress=False)
+    summary = run_bo(ProjectionModel(expressions), replace(config, iterations=2), tmp_path, resume=True, progress=False)
+    assert summary["completed_iterations"] == 2

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from grammar_ae.bo.latent_model import LatentModel
-from grammar_ae.bo.loop import ITERATIONS_PER_BUDGET_BATCH, choose_string
+from grammar_ae.bo.loop import ITERATIONS_PER_BUDGET_BATCH
 from grammar_ae.bo.results import compact, format_score, write_outputs
 from grammar_ae.bo.scoring import score_many
 from grammar_ae.bo.starting_data import starting_strings
@@ -111,7 +111,7 @@ class BudgetedScores:
             if objective_calls(self.state.proposals) >= self.budget:
                 raise BudgetSpent
             duplicate = compact(string) in self.known
-            _, score = choose_string([string], self.target)
+            score = self.target.score_one(string) if self.target.is_valid(string) else None
             valid = score is not None
             self.state.proposals.append(Proposal(
                 self.state.completed_iterations, index, string, valid, score, valid and duplicate,

@@ -14,8 +14,14 @@ goes into the summary) and then proposes one batch of latent points per iteratio
 
 Each point is decoded greedily (``samples_per_point=1``: the decoder's argmax, one
 deterministic string per point) or ``samples_per_point`` times by Gumbel sampling, keeping
-the most frequent valid string. An invalid point enters the surrogate with the worst
-training score. A ``budget`` counts calls of the objective on new strings (valid
+the most frequent valid string. The acquisition (or the random draw) picks
+``candidates_per_point`` points per place in the batch, in its order of preference; all are
+decoded, and the batch takes first those whose decodes are valid strings not known yet
+(neither starting data nor earlier proposals, each string once), then the rest in order.
+Near a well-sampled optimum most latent points decode to known strings, and without this
+a batch spends its places re-proposing them. The check uses the target's validity test
+only: the objective is called on the chosen batch alone. An invalid point enters the
+surrogate with the worst training score. A ``budget`` counts calls of the objective on new strings (valid
 proposals neither in the starting data nor proposed before): the run stops once it is
 spent, each batch shortened to what is left, or after ``iterations`` batches.
 """
@@ -55,6 +61,7 @@ RANDOM_POINTS = ("gaussian", "box")
 ITERATIONS_WITHOUT_BUDGET = 5
 ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
 RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
+SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1}  # how a run saved before the setting existed behaved
 Report = Callable[[str], None]
 
 
@@ -73,6 +80,7 @@ class BOConfig:
     budget: int | None = None
     method: str = "bo"
     samples_per_point: int = 1
+    candidates_per_point: int = 4
     acquisition: str = AcquisitionConfig.name
     surrogate: str = "local"
     local_points: int = 500
@@ -99,7 +107,8 @@ class BOConfig:
         for name, allowed in (("method", METHODS), ("surrogate", SURROGATES), ("random_points", RANDOM_POINTS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        require_counts(self, ("batch_size", "samples_per_point", "local_points", "budget", "iterations"))
+        require_counts(self, ("batch_size", "samples_per_point", "candidates_per_point", "local_points", "budget",
+                             "iterations"))
         if self.iterations is None:
             self.iterations = ITERATIONS_WITHOUT_BUDGET if self.budget is None else (
                 ITERATIONS_PER_BUDGET_BATCH * math.ceil(self.budget / self.batch_size))
@@ -184,16 +193,28 @@ def prepare_training_data(
     )
 
 
-def choose_string(samples: list[str | None], target: Target) -> tuple[str, float | None]:
-    """The most frequent decode the target accepts, with its score; else the most frequent
-    grammatical decode (or "") and None."""
+def choose_string(samples: list[str | None], target: Target) -> tuple[str, bool]:
+    """The most frequent decode the target accepts and True; else the most frequent
+    grammatical decode (or "") and False."""
     counts = Counter(sample for sample in samples if sample is not None)
     for string, _ in counts.most_common():
         if target.is_valid(string):
-            score = target.score_one(string)
-            if score is not None:
-                return string, score
-    return (counts.most_common(1)[0][0] if counts else ""), None
+            return string, True
+    return (counts.most_common(1)[0][0] if counts else ""), False
+
+
+def prefer_new(choices: list[tuple[str, bool]], seen: set[str], count: int) -> list[int]:
+    """Indices of ``count`` of ``choices`` (string, valid), in order: first the valid ones
+    whose strings are not in ``seen`` (the first of each string), then the rest."""
+    new, rest, fresh = [], [], set()
+    for index, (string, valid) in enumerate(choices):
+        key = compact(string)
+        if valid and key not in seen and key not in fresh:
+            fresh.add(key)
+            new.append(index)
+        else:
+            rest.append(index)
+    return (new + rest)[:count]
 
 
 def decode_points(model: LatentModel, points: Tensor, samples_per_point: int, seed: int) -> list[list[str | None]]:
@@ -211,7 +232,7 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
-    defaults = asdict(BOConfig(config.target))  # settings added since the run was saved take their defaults
+    defaults = {**asdict(BOConfig(config.target)), **SETTINGS_BEFORE_ADDED}  # for settings added since the save
     changed = [
         key for key, value in asdict(config).items()
         if key not in RESUMABLE_CHANGES and state.config.get(key, defaults[key]) != value
@@ -305,34 +326,40 @@ def _run_iteration(
     observed = torch.tensor([p.observed for p in state.proposals], dtype=torch.float64)
     latents, scores = torch.cat([data.latents, proposed]), torch.cat([data.scores, observed])
     q = _batch_size(config, state)
+    candidates = q * config.candidates_per_point
     stage = f"iteration {iteration}/{config.iterations}:"
     region, incumbent = None, target.ranked(scores.tolist())[0]
     if config.method == "random":
-        report(f"{stage} draw {q} random latent points ({config.random_points})")
+        report(f"{stage} draw {candidates} random latent points ({config.random_points})")
         with _timed(state, "acquisition"):
-            points = random_points(data, config.random_points, q, stage_seed(config.seed, iteration, "acquisition"))
+            points = random_points(
+                data, config.random_points, candidates, stage_seed(config.seed, iteration, "acquisition"))
     else:
         if config.trust_region:
             region = _current_region(state, config)
-        points = _acquire(iteration, stage, latents, scores, incumbent, region, q, target, config, data, state, device, report)
+        points = _acquire(
+            iteration, stage, latents, scores, incumbent, region, candidates, target, config, data, state, device, report)
     report(f"{stage} decode {len(points)} points ({config.decoding()})")
+    seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
     with _timed(state, "decoding"):
         decoded = decode_points(model, points.float(), config.samples_per_point, stage_seed(config.seed, iteration, "decoding"))
-    report(f"{stage} score {len(points)} strings ({target.name})")
+        choices = [choose_string(samples, target) for samples in decoded]
+        chosen = prefer_new(choices, seen, q)
+    report(f"{stage} score {len(chosen)} strings ({target.name})")
     with _timed(state, "scoring"):
-        seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
-        for index, (latent, samples) in enumerate(zip(points, decoded)):
-            string, score = choose_string(samples, target)
+        for index, candidate in enumerate(chosen):
+            string, valid = choices[candidate]
+            score = target.score_one(string) if valid else None
             valid = score is not None
             duplicate = valid and compact(string) in seen
             if valid:
                 seen.add(compact(string))
             state.proposals.append(Proposal(
                 iteration, index, string, valid, score, duplicate,
-                observed=score if valid else data.worst, latent=latent.tolist(),
+                observed=score if valid else data.worst, latent=points[candidate].tolist(),
             ))
     if region is not None:
-        _adapt_region(region, state.proposals[-len(points):], float(scores[incumbent]), target, config)
+        _adapt_region(region, state.proposals[-len(chosen):], float(scores[incumbent]), target, config)
         state.trust_region = asdict(region)
 
 

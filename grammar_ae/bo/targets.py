@@ -209,6 +209,15 @@ EXPRESSION_CAP = 1000.0
 WORST_EXPRESSION_SCORE = float(np.log(1 + EXPRESSION_CAP))
 
 
+def is_valid_expression(expression: str) -> bool:
+    """Whether ``expression`` parses (evaluated at one point, not against the data)."""
+    try:
+        evaluate(expression, EXPRESSION_X[:1])
+    except ExpressionSyntaxError:
+        return False
+    return True
+
+
 def expression_distance(expression: str) -> float | None:
     """log(1 + mean min((f - y)^2, 1000)) over the grid; non-finite -> log(1001); None if unparseable."""
     try:
@@ -230,6 +239,6 @@ register_target(
 )
 register_target(
     "expression", expression_distance, grammar="expressions", direction="minimize",
-    optimum=TARGET_EXPRESSION,
+    is_valid=is_valid_expression, optimum=TARGET_EXPRESSION,
     description="log(1 + mean capped squared error to 1/3+x+sin(x*x) on linspace(-10, 10, 1000))",
 )

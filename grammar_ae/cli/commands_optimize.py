@@ -28,6 +28,10 @@ ITERATIONS = typer.Option(None, help="Batches (default 5; with --budget, at most
 BATCH_SIZE = typer.Option(50, help="Points proposed per iteration (q); GA: children per generation.")
 SAMPLES_PER_POINT = typer.Option(1, help="Decodes per point: 1 = greedy (argmax); more = Gumbel samples, the most "
                                  "frequent valid kept (the published loop: 500 molecules, 25 expressions).")
+CANDIDATES_PER_POINT = typer.Option(
+    4, help="Latent points acquired per place in the batch; the batch keeps first, in the acquisition's order, "
+    "those decoding to valid strings not known yet (1: every point as acquired).",
+)
 ACQUISITION = typer.Option("thompson", help="Acquisition: thompson (batch Thompson sampling), ei (batch log-EI) or ucb.")
 SURROGATE = typer.Option("local", help="GP: local (exact, on the --local-points points nearest the trust region's "
                          "centre), exact (all points, small sets) or sparse (variational, 500 inducing points).")
@@ -71,6 +75,7 @@ def optimize(
     batch_size: int = BATCH_SIZE,
     budget: Optional[int] = typer.Option(None, help="Stop after this many objective calls on new strings."),
     samples_per_point: int = SAMPLES_PER_POINT,
+    candidates_per_point: int = CANDIDATES_PER_POINT,
     acquisition: str = ACQUISITION,
     surrogate: str = SURROGATE,
     local_points: int = LOCAL_POINTS,
@@ -89,8 +94,9 @@ def optimize(
     device_name = _resolve(target, target_module, device)
     config = BOConfig(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
-        acquisition=acquisition, surrogate=surrogate, local_points=local_points,
-        max_training_points=max_training_points, seed=seed, data=data, trust_region=trust_region, device=device_name,
+        candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
+        local_points=local_points, max_training_points=max_training_points, seed=seed, data=data,
+        trust_region=trust_region, device=device_name,
     )
     summary = run_bo(_load(checkpoint, target, device_name), config, out, resume=resume, progress=not quiet)
     average = summary["average_score"]
@@ -124,6 +130,7 @@ def benchmark_bo(
     iterations: Optional[int] = ITERATIONS,
     batch_size: int = BATCH_SIZE,
     samples_per_point: int = SAMPLES_PER_POINT,
+    candidates_per_point: int = CANDIDATES_PER_POINT,
     acquisition: str = ACQUISITION,
     surrogate: str = SURROGATE,
     local_points: int = LOCAL_POINTS,
@@ -146,9 +153,9 @@ def benchmark_bo(
     device_name = _resolve(target, target_module, device)
     config = BOConfig(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
-        acquisition=acquisition, surrogate=surrogate, local_points=local_points,
-        max_training_points=max_training_points, data=data, trust_region=trust_region, random_points=random_points,
-        device=device_name,
+        candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
+        local_points=local_points, max_training_points=max_training_points, data=data, trust_region=trust_region,
+        random_points=random_points, device=device_name,
     )
     rows = run_bo_benchmark(
         _load(checkpoint, target, device_name), target, list(range(seeds)), config, out,
