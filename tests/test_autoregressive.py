@@ -16,6 +16,7 @@ from grammar_ae.models.loading import load_run
 from grammar_ae.models.sequence.model import SequenceModelSpec
 from grammar_ae.models.sequence.networks import SequenceNetworkConfig
 from grammar_ae.models.sequence.presets import preset_objective
+from grammar_ae.utils.device import cpu_has_native_bf16
 from grammar_ae.models.sequence.tokens import CharacterTokens, GrammarTokens
 
 SMALL = {"latent_dim": 12, "embedding_dim": 16, "model_dim": 32, "encoder_dim": 16, "heads": 2}
@@ -179,7 +180,7 @@ def test_cli_trains_evaluates_samples_encodes_and_decodes(run_main, tmp_path, mo
     assert code == 0, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_spec"]["network"].get("decoder", "published") == decoder  # published specs keep their old form
-    assert summary["config"]["cpu_autocast"] == (decoder != "published")
+    assert summary["config"]["cpu_autocast"] == (decoder != "published" and cpu_has_native_bf16())
     code, stdout, stderr = run_main("evaluate", str(out), "--json", "--items", "10", "--prior-samples", "10",
                                     "--encode-samples", "1", "--decode-samples", "2", "--no-moses")
     assert code == 0, stderr
@@ -274,3 +275,16 @@ def test_bf16_autocast_keeps_the_training_loss_of_fp32(decoder, zinc_smiles):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = loss()
     assert mixed == pytest.approx(full, rel=1e-2) and mixed != full
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_on_the_cpu_only_where_it_is_native_unless_asked_for(native, monkeypatch):
+    from grammar_ae.models.sequence.config import SequenceRunConfig
+    from grammar_ae.training import run_settings
+
+    monkeypatch.setattr(run_settings, "cpu_has_native_bf16", lambda: native)
+    assert SequenceRunConfig(grammar="smiles").resolved().trainer_config("loss", cpu_autocast=True).cpu_autocast is native
+    assert SequenceRunConfig(grammar="smiles").resolved().trainer_config("loss", cpu_autocast=False).cpu_autocast is False
+    for asked in (True, False):
+        config = SequenceRunConfig(grammar="smiles", mixed_precision=asked).resolved()
+        assert config.trainer_config("loss", cpu_autocast=True).cpu_autocast is asked

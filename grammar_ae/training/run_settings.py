@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from grammar_ae.errors import ConfigError
 from grammar_ae.training.config import RESUMABLE_SETTINGS, TrainerConfig
 from grammar_ae.utils.config_files import check_types, config_from_dict
+from grammar_ae.utils.device import cpu_has_native_bf16
 from grammar_ae.utils.files import atomic_write_json
 
 RUN_CONFIG_FILE = "config.json"
@@ -40,7 +41,8 @@ class RunSettings:
     that schedules the learning rate and picks the best checkpoint (None: the objective's
     own choice, the whole loss for most). ``optimizer``, ``scheduler`` and ``warmup_steps``
     are the trainer's (``TrainerConfig``); ``checkpoint_every`` is in minutes;
-    ``mixed_precision`` turns bf16 autocast on the CPU on or off (None: the model decides)."""
+    ``mixed_precision`` turns bf16 autocast on the CPU on or off (None: the model decides,
+    and only a CPU with native bf16 gets it)."""
 
     kind: ClassVar[str] = "run"
     schedule: ClassVar[PlateauSchedule]
@@ -104,7 +106,8 @@ class RunSettings:
     def trainer_config(self, monitor: str, cpu_autocast: bool = False) -> TrainerConfig:
         """The trainer's settings for this run (call on resolved settings); ``monitor`` is the
         objective's choice, used unless the run names one; ``cpu_autocast`` the model's choice
-        of bf16 autocast on the CPU, used unless the run sets ``mixed_precision``."""
+        of bf16 autocast on the CPU, used where the CPU has native bf16 unless the run sets
+        ``mixed_precision``."""
         return TrainerConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -120,7 +123,8 @@ class RunSettings:
             scheduler=self.scheduler,
             warmup_steps=self.warmup_steps,
             checkpoint_every=self.checkpoint_every,
-            cpu_autocast=cpu_autocast if self.mixed_precision is None else self.mixed_precision,
+            cpu_autocast=(cpu_autocast and cpu_has_native_bf16()) if self.mixed_precision is None
+            else self.mixed_precision,
         )
 
 

@@ -1,4 +1,4 @@
-"""Device selection: CUDA when present, else CPU."""
+"""Device selection: CUDA when present, else CPU; what the CPU computes natively."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise ConfigError(f"--device {name}: expected auto, cpu or cuda[:N]")
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 or AMX). Elsewhere (AVX2 only)
+    bf16 matrix products are emulated and run far slower than fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
