@@ -7,13 +7,12 @@
 #
 # discovery: MODEL learned the published set without every expression scoring below 0.5
 #   (benchmarks/discovery_data.py, then `grammar-ae train --grammar expressions --model grae
-#   --epochs 15 --data FILE`; 15 epochs took 621 s wall, 352 s CPU on one core of this 2-core
-#   machine). Starting from its training strings, BO, random latent points and
+#   --epochs 15 --data FILE`; its training time goes into bo_discovery_model.json). Starting from its training strings, BO, random latent points and
 #   the derivation-tree GA each get 250 objective calls on new strings; the table counts the
 #   seeds that found a string scoring below 0.1 and the exact fit.
 # published: the published protocol on the full-data grae model (5 iterations x 50 points,
 #   rediscoveries included) with the new defaults; published-old: the old defaults (sparse GP on
-#   10,000 points, batch log-EI, 25 samples per point) in the trust region.
+#   10,000 points, batch log-EI, 25 samples per point, every acquired point proposed) in the trust region.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PART=${1:?usage: bo_protocol.sh discovery|published|published-old [MODEL]}
@@ -34,7 +33,7 @@ case "$PART" in
       grammar-ae train --grammar expressions --model grae --epochs 15 --quiet \
         --data benchmarks/runs/discovery/expressions_0.5.txt --out "$MODEL"
     fi
-    grammar-ae evaluate "$MODEL" --json > benchmarks/results/bo_discovery_model.json
+    grammar-ae evaluate "$MODEL" --json | python benchmarks/training_time.py "$MODEL" benchmarks/results/bo_discovery_model.json
     grammar-ae benchmark bo --target expression --checkpoint "$MODEL" --method bo,random,ga --seeds "$SEEDS" \
       --budget 250 --threshold 0.1 --label "grae without scores below 0.5" --device cpu --quiet --out "$OUT/discovery"
     copy "$OUT/discovery" bo_discovery
@@ -44,7 +43,7 @@ case "$PART" in
     OPTIONS=(--label "grae, new defaults")
     if [ "$PART" = published-old ]; then
       OPTIONS=(--surrogate sparse --acquisition ei --samples-per-point 25 --max-training-points 10000 --trust-region
-               --label "grae, old defaults, trust region")
+               --candidates-per-point 1 --label "grae, old defaults, trust region")
     fi
     grammar-ae benchmark bo --target expression --checkpoint "$MODEL" --seeds "$SEEDS" --iterations 5 --budget 250 \
       --device cpu --quiet --out "$OUT/expressions-$PART" "${OPTIONS[@]}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -42,23 +43,27 @@ STAGES = ("fit", "acquisition", "decoding", "scoring")
 
 def variants(grammar: str) -> dict[str, tuple[str, dict, bool]]:
     """name -> (description, BOConfig settings, whether it runs every iteration)."""
-    old = dict(surrogate="sparse", acquisition="ei", trust_region=False)
+    one = dict(candidates_per_point=1)  # every acquired point proposed, as before candidates_per_point existed
+    old = dict(surrogate="sparse", acquisition="ei", trust_region=False, **one)
     samples = PUBLISHED_SAMPLES.get(grammar, 25)
     return {
         "old": (f"old defaults: sparse GP (500 inducing, 3 epochs), batch log-EI over the box, {samples} samples per point",
                 {**old, "samples_per_point": samples}, False),
         "old-greedy": ("old defaults, greedy decoding", old, False),
         "sparse-1-epoch": ("sparse GP, 1 epoch (still 300 minibatch steps, the fit's minimum, at 10,000 points), "
-                           "Thompson in the trust region, greedy", dict(surrogate="sparse", surrogate_epochs=1), True),
+                           "Thompson in the trust region, greedy", dict(surrogate="sparse", surrogate_epochs=1, **one), True),
         "local-ei": ("local exact GP (1,000 points, warm start), batch log-EI in the trust region, greedy",
-                     dict(acquisition="ei", local_points=1000), True),
+                     dict(acquisition="ei", local_points=1000, **one), True),
         "local-1000-cold": ("local exact GP (1,000 points), no warm start, Thompson, greedy",
-                            dict(local_points=1000, warm_start=False), True),
-        "local-1000": ("local exact GP (1,000 points, warm start), Thompson, greedy", dict(local_points=1000), True),
-        "local-cold": ("local exact GP (500 points), no warm start, Thompson, greedy", dict(warm_start=False), True),
+                            dict(local_points=1000, warm_start=False, **one), True),
+        "local-1000": ("local exact GP (1,000 points, warm start), Thompson, greedy", dict(local_points=1000, **one), True),
+        "local-cold": ("local exact GP (500 points), no warm start, Thompson, greedy", dict(warm_start=False, **one), True),
         "local-10-steps": ("local exact GP (500 points, warm start, at most 10 L-BFGS steps), Thompson, greedy",
-                           dict(fit_iterations=10), True),
-        "new": ("new defaults: local exact GP (500 points, warm start), Thompson in the trust region, greedy", {}, True),
+                           dict(fit_iterations=10, **one), True),
+        "new-1-candidate": ("local exact GP (500 points, warm start), Thompson in the trust region, greedy, "
+                            "one candidate per place", one, True),
+        "new": ("new defaults: local exact GP (500 points, warm start), Thompson in the trust region, greedy, "
+                "4 candidates per place (the batch keeps new strings first)", {}, True),
     }
 
 
@@ -74,6 +79,7 @@ def starting_file(model, points: int, seed: int) -> Path:
 
 
 def time_variant(model, target: str, data: Path, settings: dict, iterations: int, q: int) -> dict:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as out:
         summary = run_bo(model, BOConfig(target, iterations=iterations, batch_size=q, data=str(data), **settings),
                          out, progress=False)
@@ -93,6 +99,7 @@ def time_variant(model, target: str, data: Path, settings: dict, iterations: int
         "surrogate_points": summary["training"]["surrogate_points"], "surrogate_test": summary["surrogate_test"],
         "fraction_valid": summary["fraction_valid"], "objective_calls": summary["objective_calls"],
         "best_new": summary["top3_new"][0]["score"] if summary["top3_new"] else None,
+        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -153,7 +160,7 @@ def main() -> None:
     atomic_write_text(REPO / "benchmarks" / "results" / f"{name}.md", markdown)
     path = write_result(name, {
         "checkpoint": str(args.checkpoint), "checkpoint_sha256": model.checkpoint_sha256, "target": args.target,
-        "points": args.points, "q": args.q, "variants": merged,
+        "points": args.points, "q": args.q, "starting_strings": len(data.read_text().splitlines()), "variants": merged,
     })
     print(f"wrote {path}")
 
