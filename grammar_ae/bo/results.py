@@ -134,12 +134,12 @@ def plot_best_so_far(path: Path, summary: dict) -> None:
 
 
 def draw_molecules(path: Path, entries: list[dict], per_row: int = 3) -> None:
-    """An RDKit grid of ``entries`` (string, score), each labelled with its score and heavy atoms."""
+    """An RDKit grid of ``entries`` (string, score, heavy_atoms), each labelled with its score and heavy atoms."""
     from rdkit.Chem import Draw
 
     mols = [molecule(entry["string"]) for entry in entries]
     legends = [
-        f"{entry.get('label', '')}{entry['score']:.3f}, {heavy_atoms(entry['string'])} heavy atoms" for entry in entries
+        f"{entry.get('label', '')}{entry['score']:.3f}, {entry['heavy_atoms']} heavy atoms" for entry in entries
     ]
     image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(300, 300), legends=legends)
     with atomic_path(path) as tmp:
