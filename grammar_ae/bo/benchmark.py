@@ -88,6 +88,12 @@ def beats(target: Target, score: float, threshold: float) -> bool:
     return score > threshold if target.maximize else score < threshold
 
 
+def seeds_beating(summaries: list[dict], target: Target, threshold: float) -> int:
+    """How many seeds found a string whose score beats ``threshold``."""
+    best_per_seed = [best_over_seeds([s], target, 1) for s in summaries]
+    return sum(bool(best) and beats(target, best[0]["score"], threshold) for best in best_per_seed)
+
+
 def benchmark_row(
     summaries: list[dict], target: Target, label: str, method: str = "bo", budget: int | None = None,
     threshold: float | None = None,
@@ -95,9 +101,7 @@ def benchmark_row(
     fraction_mean, fraction_std = _mean_std([s["fraction_valid"] for s in summaries if s["fraction_valid"] is not None])
     score_mean, score_std = _mean_std([s["average_score"] for s in summaries if s["average_score"] is not None])
     found = [s["found_target"] for s in summaries]
-    best_per_seed = [best_over_seeds([s], target, 1) for s in summaries]
-    beating = None if threshold is None else sum(bool(best) and beats(target, best[0]["score"], threshold)
-                                                 for best in best_per_seed)
+    beating = None if threshold is None else seeds_beating(summaries, target, threshold)
     return {
         "problem": f"{target.grammar} ({'higher' if target.maximize else 'lower'} better)",
         "model": label,
