@@ -48,6 +48,11 @@ class OutputError(GrammarAEError):
     """An output cannot be written (unwritable, full, or being written by another process)."""
 
 
+def is_number(value: object, integer: bool = False) -> bool:
+    """Whether ``value`` is an int or, unless ``integer``, a float (a bool is neither)."""
+    return isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+
+
 def require_counts(settings: object, names: tuple[str, ...], what: str = "") -> None:
     """A ConfigError naming the first of the attributes ``names`` of ``settings`` that is
     below 1 (None, an unset optional count, passes); ``what`` prefixes the name."""

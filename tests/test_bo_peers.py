@@ -17,8 +17,8 @@ import torch
 from grammar_ae.bo.benchmark import run_bo_benchmark
 from grammar_ae.bo.ga_trees import TreeOperators
 from grammar_ae.bo.genetic import GAConfig, run_ga
-from grammar_ae.bo.loop import BOConfig, prepare_training_data, run_bo
-from grammar_ae.bo.state import BOState, load_state
+from grammar_ae.bo.loop import BOConfig, prepare_training_data, random_points, run_bo
+from grammar_ae.bo.state import BOState, load_state, stage_seed
 from grammar_ae.bo.targets import get_target, register_target
 from grammar_ae.errors import ConfigError
 from grammar_ae.grammar.cfg import Grammar
@@ -87,10 +87,18 @@ def test_random_search_decodes_random_latent_points(expressions, tmp_path, kind)
     assert_scores_are_the_targets(tmp_path, "expression")
     latents = torch.from_numpy(np.load(tmp_path / "latents.npy"))
     data = prepare_training_data(model, get_target("expression"), config, BOState(config={}, checkpoint_sha256=""))
+    state = load_state(tmp_path)
+    batches = [sum(p.iteration == i for p in state.proposals) for i in range(1, state.completed_iterations + 1)]
+    drawn = [random_points(data, kind, size, stage_seed(config.seed, i, "acquisition")) for i, size in enumerate(batches, 1)]
+    assert torch.equal(latents, torch.cat(drawn))  # each batch: that iteration's seeded draws, as drawn
+    many = random_points(data, kind, 5000, seed=0)
+    inside = ((many >= data.bounds[0]) & (many <= data.bounds[1])).all(dim=1)
     if kind == "box":
-        assert ((latents >= data.bounds[0]) & (latents <= data.bounds[1])).all()
-    else:
-        assert not torch.equal(latents, latents.clamp(data.bounds[0], data.bounds[1])) or len(latents) < 30
+        assert inside.all()
+    else:  # the Gaussian fitted to the training latents, not held to their box
+        assert not inside.all()
+        assert torch.allclose(many.mean(dim=0), data.latents.mean(dim=0), atol=0.1)
+        assert torch.allclose(many.std(dim=0), data.latents.std(dim=0), rtol=0.05)
     decoded = model.decode(latents.float())
     assert [r["string"] for r in read_rows(tmp_path)] == [s if s is not None else "" for s in decoded]
 

@@ -197,8 +197,8 @@ def test_interpolation_points_between_pairs_of_codes():
     assert (pairs[0] != pairs[1]).all() and set(pairs[0]) == {0, 1, 2}
     ends = [_interpolate(codes, pairs, torch.full((500, 1), t)) for t in (0.0, 1.0)]
     assert torch.allclose(ends[0], codes[pairs[0]], atol=1e-6) and torch.allclose(ends[1], codes[pairs[1]], atol=1e-6)
-    t = torch.rand(500, 1)
-    assert torch.allclose(_interpolate(codes, pairs, t)[:1], slerp(codes[pairs[0][:1]], codes[pairs[1][:1]], t[:1]))
+    third = _interpolate(codes, (np.array([0]), np.array([1])), torch.full((1, 1), 1 / 3))
+    assert torch.allclose(third, torch.tensor([[math.sqrt(3), 1.0]]))  # 30 of the 90 degrees, on the circle of radius 2
 
 
 def test_loss_curves_carry_units(tmp_path):

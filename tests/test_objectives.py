@@ -21,7 +21,7 @@ from grammar_ae.objectives import (
 )
 from grammar_ae.objectives.ar_elbo import ar_nll
 from grammar_ae.objectives.gmm_prior import cv_loss, ks_loss
-from grammar_ae.objectives.terms import binary_cross_entropy, gaussian_nll, gradient_penalty
+from grammar_ae.objectives.terms import binary_cross_entropy, gradient_penalty
 from grammar_ae.objectives.wae import imq_mmd
 
 DTYPE = torch.float64
@@ -399,12 +399,6 @@ def test_ar_elbo_variants_against_hand_numbers(variant, expected, gen):
     _close(terms["nll"], expected)
     _close(terms["loss"], expected + 0.5 * float((mu**2).sum(dim=1).mean()) / 2)
     _close(terms["rec"], 9.0)
-
-
-def test_iso_i_is_the_learned_variance_loss_at_its_optimal_variance():
-    optimum = float(SQUARED.sum(dim=1).mean()) / 2  # ML variance E||x - mu||^2 / D
-    nll = gaussian_nll(SQUARED, torch.tensor(optimum, dtype=DTYPE))
-    _close(nll, ar_nll(SQUARED, "iso-i") + 2 / 2)  # equal up to the constant D / 2
 
 
 # maximum-likelihood variance of each parameterisation for SQUARED (B = 2, D = 2)

@@ -37,7 +37,7 @@ from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.bo.results import compact, draw_molecules
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.errors import ConfigError
-from grammar_ae.utils.files import atomic_path, atomic_write_json, atomic_write_text
+from grammar_ae.utils.files import atomic_figure, atomic_write_json, atomic_write_text
 from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.provenance import provenance
 
@@ -88,6 +88,12 @@ def beats(target: Target, score: float, threshold: float) -> bool:
     return score > threshold if target.maximize else score < threshold
 
 
+def seeds_beating(summaries: list[dict], target: Target, threshold: float) -> int:
+    """How many seeds found a string whose score beats ``threshold``."""
+    best_per_seed = [best_over_seeds([s], target, 1) for s in summaries]
+    return sum(bool(best) and beats(target, best[0]["score"], threshold) for best in best_per_seed)
+
+
 def benchmark_row(
     summaries: list[dict], target: Target, label: str, method: str = "bo", budget: int | None = None,
     threshold: float | None = None,
@@ -95,9 +101,7 @@ def benchmark_row(
     fraction_mean, fraction_std = _mean_std([s["fraction_valid"] for s in summaries if s["fraction_valid"] is not None])
     score_mean, score_std = _mean_std([s["average_score"] for s in summaries if s["average_score"] is not None])
     found = [s["found_target"] for s in summaries]
-    best_per_seed = [best_over_seeds([s], target, 1) for s in summaries]
-    beating = None if threshold is None else sum(bool(best) and beats(target, best[0]["score"], threshold)
-                                                 for best in best_per_seed)
+    beating = None if threshold is None else seeds_beating(summaries, target, threshold)
     return {
         "problem": f"{target.grammar} ({'higher' if target.maximize else 'lower'} better)",
         "model": label,
@@ -193,23 +197,19 @@ def table_csv(rows: list[dict]) -> str:
 def plot_best_so_far(path: Path, runs: dict[str, list[dict]], target: Target) -> None:
     """Best new score against objective calls on new strings: one panel per method, one line
     per seed, the starting data's best dashed."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4 * len(runs), 3.5), layout="constrained")
-    axes = figure.subplots(1, len(runs), sharey=True, squeeze=False)[0]
-    for panel, (method, summaries) in zip(axes, runs.items()):
-        for summary in summaries:
-            curve = summary["best_new_by_call"]
-            panel.plot(range(1, len(curve) + 1), curve, label=f"seed {summary['seed']}")
-        data_best = summaries[0]["training"].get("best_score") if summaries else None
-        if data_best is not None:
-            panel.axhline(data_best, color="gray", linestyle="--", label="starting data's best")
-        panel.set_title(method)
-        panel.set_xlabel("objective calls on new strings")
-    axes[0].set_ylabel(f"best new {target.name} ({'higher' if target.maximize else 'lower'} is better)")
-    axes[-1].legend(fontsize="small")
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
+    with atomic_figure(path, 120, figsize=(4 * len(runs), 3.5), layout="constrained") as figure:
+        axes = figure.subplots(1, len(runs), sharey=True, squeeze=False)[0]
+        for panel, (method, summaries) in zip(axes, runs.items()):
+            for summary in summaries:
+                curve = summary["best_new_by_call"]
+                panel.plot(range(1, len(curve) + 1), curve, label=f"seed {summary['seed']}")
+            data_best = summaries[0]["training"].get("best_score") if summaries else None
+            if data_best is not None:
+                panel.axhline(data_best, color="gray", linestyle="--", label="starting data's best")
+            panel.set_title(method)
+            panel.set_xlabel("objective calls on new strings")
+        axes[0].set_ylabel(f"best new {target.name} ({'higher' if target.maximize else 'lower'} is better)")
+        axes[-1].legend(fontsize="small")
 
 
 def run_bo_benchmark(

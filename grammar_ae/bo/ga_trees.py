@@ -75,9 +75,9 @@ class TreeOperators:
 
     # -- operators ---------------------------------------------------------------------
     def crossover(self, first: Node, second: Node, rng: random.Random) -> Node | None:
-        donors = _nodes(second)
+        sites, donors = _nodes(first), _nodes(second)
         for _ in range(ATTEMPTS):
-            path, node = rng.choice(_nodes(first))
+            path, node = rng.choice(sites)
             matching = [subtree for _, subtree in donors if self.lhs(subtree) == self.lhs(node)]
             if not matching:
                 continue

@@ -32,8 +32,7 @@ import numpy as np
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import ITERATIONS_PER_BUDGET_BATCH
 from grammar_ae.bo.results import compact, format_score, write_outputs
-from grammar_ae.bo.scoring import score_many
-from grammar_ae.bo.starting_data import starting_strings
+from grammar_ae.bo.starting_data import score_starting_strings, starting_record, starting_strings
 from grammar_ae.bo.state import BOState, Proposal, load_state, objective_calls
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.errors import ConfigError, require_counts
@@ -90,11 +89,12 @@ class BudgetedScores:
     """mol_ga's scoring function: signed scores (mol_ga maximizes) of the strings it has not
     seen, recording each new one as a proposal and counting calls against the budget."""
 
-    def __init__(self, target: Target, known: dict[str, float], state: BOState, budget: int, worst: float,
+    def __init__(self, target: Target, known: set[str], state: BOState, budget: int, worst: float,
                  report: Callable[[], None]):
         self.target, self.known, self.state, self.budget, self.worst = target, known, state, budget, worst
         self.sign = 1.0 if target.maximize else -1.0
         self.report = report
+        self.calls = 0
 
     def __call__(self, strings: list[str]) -> list[float]:
         if not strings:
@@ -108,18 +108,20 @@ class BudgetedScores:
     def _score(self, strings: list[str]) -> list[float]:
         values = []
         for index, string in enumerate(strings):
-            if objective_calls(self.state.proposals) >= self.budget:
+            if self.calls >= self.budget:
                 raise BudgetSpent
-            duplicate = compact(string) in self.known
+            key = compact(string)
             score = self.target.score_one(string) if self.target.is_valid(string) else None
             valid = score is not None
+            duplicate = valid and key in self.known
             self.state.proposals.append(Proposal(
-                self.state.completed_iterations, index, string, valid, score, valid and duplicate,
+                self.state.completed_iterations, index, string, valid, score, duplicate,
                 observed=score if valid else self.worst, latent=[],
             ))
-            self.known.setdefault(compact(string), self.sign * (score if valid else self.worst))
+            self.calls += valid and not duplicate
+            self.known.add(key)
             values.append(self.sign * (score if valid else self.worst))
-        if objective_calls(self.state.proposals) >= self.budget:
+        if self.calls >= self.budget:
             raise BudgetSpent
         return values
 
@@ -154,20 +156,13 @@ def run_ga(model: LatentModel, config: GAConfig, out_dir: str | Path, progress: 
                 reported[0] = calls
 
             advance(0, status=f"score {len(strings):,} starting strings ({target.name})")
-            scores = score_many(target, strings)
+            scores = score_starting_strings(target, strings)
             scorable = np.flatnonzero(np.isfinite(scores)).tolist()
-            if len(scorable) < 2:
-                raise ConfigError(f"target {target.name!r} can score fewer than 2 of the {len(strings)} starting strings")
-            ranked = target.ranked([float(scores[i]) for i in scorable])
-            best, worst = scorable[ranked[0]], scorable[ranked[-1]]
-            state.training = {
-                "data": config.data or "the model's training strings", "strings": len(strings),
-                "unscorable": len(strings) - len(scorable), "best_score": float(scores[best]),
-                "best_string": strings[best], "worst_score": float(scores[worst]),
-            }
+            worst = target.worst(scores[scorable].tolist())
+            state.training = starting_record(config.data, strings, scores, target, worst)
             sign = 1.0 if target.maximize else -1.0
-            known = {compact(strings[i]): sign * float(scores[i]) for i in scorable}
-            scoring = BudgetedScores(target, known, state, config.budget, float(scores[worst]), report)
+            known = {compact(strings[i]) for i in scorable}
+            scoring = BudgetedScores(target, known, state, config.budget, worst, report)
             cached = CachedBatchFunction(scoring, cache={strings[i]: sign * float(scores[i]) for i in scorable})
             advance(0, status=f"evolve: {config.offspring} children per generation, population {config.population:,}")
             try:

@@ -44,8 +44,7 @@ from torch import Tensor
 from grammar_ae.bo.acquisition import AcquisitionConfig, propose
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.results import compact, format_score, write_outputs
-from grammar_ae.bo.scoring import score_many
-from grammar_ae.bo.starting_data import encode_cached, starting_strings
+from grammar_ae.bo.starting_data import encode_cached, score_starting_strings, starting_record, starting_strings
 from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, objective_calls, stage_seed
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
@@ -167,26 +166,20 @@ def prepare_training_data(
         latents = encode_cached(model, strings, report)
     report(f"score {len(strings):,} starting strings ({target.name})")
     with _timed(state, "score_training"):
-        scores = torch.from_numpy(score_many(target, strings))
+        scores = torch.from_numpy(score_starting_strings(target, strings))
     scorable = torch.isfinite(scores)
-    if int(scorable.sum()) < 2:
-        raise ConfigError(f"target {target.name!r} can score fewer than 2 of the {len(strings)} starting strings")
     order = torch.from_numpy(np.random.default_rng(config.seed).permutation(len(strings)))
     n_train = round(config.train_fraction * len(strings))
     train = order[:n_train][scorable[order[:n_train]]]
     test = order[n_train:][scorable[order[n_train:]]]
     worst = target.worst(scores[train].tolist())
-    scored = torch.nonzero(scorable).flatten()
-    best = int(scored[target.ranked(scores[scored].tolist())[0]])  # over all starting strings, as the GA sees them
     if config.max_training_points is not None and len(train) > config.max_training_points:
         train = train[: config.max_training_points]  # already a seeded random order
     margin = 0.0 if config.bounds == "data" else float(config.bounds)
-    state.training = {
-        "data": config.data or "the model's training strings", "strings": len(strings),
-        "unscorable": int((~scorable).sum()), "train_split": n_train, "surrogate_points": len(train),
-        "test_points": len(test), "best_score": float(scores[best]), "best_string": strings[best],
-        "worst_score": worst,
-    }
+    state.training = starting_record(
+        config.data, strings, scores.numpy(), target, worst, train_split=n_train, surrogate_points=len(train),
+        test_points=len(test),
+    )
     return TrainingData(
         latents[train], scores[train], latents[test], scores[test], data_bounds(latents, margin),
         latents[train].std(dim=0), {compact(s) for s in strings}, worst,

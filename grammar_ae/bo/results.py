@@ -16,7 +16,7 @@ import numpy as np
 from grammar_ae.bo.state import BOState, Proposal, objective_calls
 from grammar_ae.bo.targets import Target
 from grammar_ae.chemistry import heavy_atoms, molecule
-from grammar_ae.utils.files import atomic_path, atomic_write_json, atomic_write_npy, atomic_write_text
+from grammar_ae.utils.files import atomic_figure, atomic_path, atomic_write_json, atomic_write_npy, atomic_write_text
 from grammar_ae.utils.provenance import provenance
 
 CSV_COLUMNS = ("iteration", "index", "string", "valid", "score", "duplicate", "latent_row")
@@ -116,30 +116,26 @@ def build_summary(state: BOState, target: Target) -> dict:
 
 
 def plot_best_so_far(path: Path, summary: dict) -> None:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5, 3.5), layout="constrained")
-    axes = figure.add_subplot()
-    best = summary["best_so_far"]
-    iterations = [i + 1 for i, value in enumerate(best) if value is not None]
-    axes.plot(iterations, [value for value in best if value is not None], marker="o", label="best proposal")
-    if summary["training"].get("best_score") is not None:
-        axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in the starting data")
-    axes.set_xlabel("iteration")
-    axes.set_ylabel(f"{summary['target']} ({'higher' if summary['direction'] == 'maximize' else 'lower'} is better)")
-    axes.set_xticks(range(1, len(best) + 1))
-    axes.legend()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
+    with atomic_figure(path, 120, figsize=(5, 3.5), layout="constrained") as figure:
+        axes = figure.add_subplot()
+        best = summary["best_so_far"]
+        iterations = [i + 1 for i, value in enumerate(best) if value is not None]
+        axes.plot(iterations, [value for value in best if value is not None], marker="o", label="best proposal")
+        if summary["training"].get("best_score") is not None:
+            axes.axhline(summary["training"]["best_score"], color="gray", linestyle="--", label="best in the starting data")
+        axes.set_xlabel("iteration")
+        axes.set_ylabel(f"{summary['target']} ({'higher' if summary['direction'] == 'maximize' else 'lower'} is better)")
+        axes.set_xticks(range(1, len(best) + 1))
+        axes.legend()
 
 
 def draw_molecules(path: Path, entries: list[dict], per_row: int = 3) -> None:
-    """An RDKit grid of ``entries`` (string, score), each labelled with its score and heavy atoms."""
+    """An RDKit grid of ``entries`` (string, score, heavy_atoms), each labelled with its score and heavy atoms."""
     from rdkit.Chem import Draw
 
     mols = [molecule(entry["string"]) for entry in entries]
     legends = [
-        f"{entry.get('label', '')}{entry['score']:.3f}, {heavy_atoms(entry['string'])} heavy atoms" for entry in entries
+        f"{entry.get('label', '')}{entry['score']:.3f}, {entry['heavy_atoms']} heavy atoms" for entry in entries
     ]
     image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(300, 300), legends=legends)
     with atomic_path(path) as tmp:

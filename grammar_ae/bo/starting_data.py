@@ -18,9 +18,11 @@ import torch
 from torch import Tensor
 
 from grammar_ae.bo.latent_model import LatentModel
-from grammar_ae.bo.scoring import strings_sha256
+from grammar_ae.bo.scoring import score_many, strings_sha256
+from grammar_ae.bo.targets import Target
 from grammar_ae.data.datasets import resolve_input
 from grammar_ae.data.readers import read_strings
+from grammar_ae.errors import ConfigError
 from grammar_ae.utils.download import cache_root
 from grammar_ae.utils.files import atomic_write_npy
 
@@ -33,6 +35,28 @@ def starting_strings(model: LatentModel, data: str | None) -> list[str]:
     if data is None:
         return model.training_strings()
     return read_strings(resolve_input(data, model.grammar)).strings
+
+
+def score_starting_strings(target: Target, strings: list[str]) -> np.ndarray:
+    """The scores of ``strings`` (NaN where the target cannot score one); a ConfigError when
+    fewer than 2 are scorable."""
+    scores = score_many(target, strings)
+    if np.isfinite(scores).sum() < 2:
+        raise ConfigError(f"target {target.name!r} can score fewer than 2 of the {len(strings)} starting strings")
+    return scores
+
+
+def starting_record(
+    data: str | None, strings: list[str], scores: np.ndarray, target: Target, worst: float, **split: int,
+) -> dict:
+    """What a run records of its starting data (``BOState.training``): the set, its ``split``,
+    its best string over every scorable one and ``worst``, the score an invalid proposal gets."""
+    scored = np.flatnonzero(np.isfinite(scores))
+    best = int(scored[target.ranked(scores[scored].tolist())[0]])
+    return {
+        "data": data or "the model's training strings", "strings": len(strings), "unscorable": len(strings) - len(scored),
+        **split, "best_score": float(scores[best]), "best_string": strings[best], "worst_score": worst,
+    }
 
 
 def latent_cache_path(model: LatentModel, strings: Sequence[str]) -> Path:

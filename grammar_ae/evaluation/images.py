@@ -44,6 +44,7 @@ from grammar_ae.evaluation.image_features import (
 from grammar_ae.evaluation.image_metrics import GaussianStatistics, clustering_accuracy, frechet_distance, precision_recall
 from grammar_ae.evaluation.smoothness import expected_gap, expected_local_smoothness
 from grammar_ae.models.image.interpolation import slerp
+from grammar_ae.models.image.model import to_uint8
 from grammar_ae.models.image.run import TrainedImageModel
 from grammar_ae.objectives import EncoderOutput
 from grammar_ae.objectives.terms import gaussian_kl
@@ -142,8 +143,9 @@ def evaluate_image_run(run: TrainedImageModel, options: dict[str, Any] | None = 
         )
     rng = np.random.default_rng(config.seed)
     codes = run.encode_distribution(validation.images)
+    reconstructions, reconstruction_mse = _reconstructions(run, validation.images, codes.mu)
     pairs = _pairs(len(validation), count, rng)
-    steps: dict[str, Callable[[], torch.Tensor]] = {"reconstruction_fid": lambda: run.generate(codes.mu)}
+    steps: dict[str, Callable[[], torch.Tensor]] = {"reconstruction_fid": lambda: reconstructions}
     for key, (kind, fit) in config.sampler_fits().items():
         steps[key] = lambda kind=kind, fit=fit: run.samples(kind, count, config.seed, fit)
     steps["interpolation_fid"] = lambda: run.generate(_interpolate(codes.mu, pairs, torch.full((count, 1), 0.5)))
@@ -166,7 +168,7 @@ def evaluate_image_run(run: TrainedImageModel, options: dict[str, Any] | None = 
         for key, generate in steps.items():
             result[key], features[key] = comparison.fid(generate())
             advance(status=key)
-        result.update(_reconstruction_and_smoothness(run, validation.images, codes, config))
+        result.update({"reconstruction_mse": reconstruction_mse, **_smoothness(run, codes, config)})
         advance(status="smoothness")
     result["sample_fid_prior_source"] = run.prior_name()
     for suffix, key in (("", "sample_fid_prior"), ("_gmm", "sample_fid_gmm")):
@@ -201,15 +203,19 @@ def _interpolate(codes: torch.Tensor, pairs: tuple[np.ndarray, np.ndarray], t: t
     return slerp(codes[pairs[0]], codes[pairs[1]], t.to(codes.dtype))
 
 
-def _reconstruction_and_smoothness(
-    run: TrainedImageModel, images: np.ndarray, codes: EncoderOutput, config: ImageEvaluationConfig
-) -> dict[str, float]:
-    """``reconstruction_mse``, ``els``, the expected gaps and, for stochastic encoders, ``kl`` and ``sigma_z2``."""
+def _reconstructions(run: TrainedImageModel, images: np.ndarray, means: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``images`` decoded from their latent ``means``: as uint8 images, and their mean squared
+    error per pixel ([0, 1] values)."""
+    decoded = run.decode(means)
     target = torch.from_numpy(images).float() / 255.0
-    result = {"reconstruction_mse": float((run.decode(codes.mu) - target).pow(2).mean())}
+    return to_uint8(decoded), float((decoded - target).pow(2).mean())
+
+
+def _smoothness(run: TrainedImageModel, codes: EncoderOutput, config: ImageEvaluationConfig) -> dict[str, float]:
+    """``els``, the expected gaps and, for stochastic encoders, ``kl`` and ``sigma_z2``."""
     shown = codes.mu[: config.smoothness_images].to(run.device)
     decoder = run.model.decoder
-    result["els"] = expected_local_smoothness(decoder, shown)
+    result = {"els": expected_local_smoothness(decoder, shown)}
     generator = torch.Generator().manual_seed(config.seed)
     for key, variance in GAP_VARIANCES.items():
         result[key] = expected_gap(decoder, shown, variance, config.gap_draws, generator)

@@ -45,6 +45,12 @@ def unknown_variant(variant: str) -> ConfigError:
     return ConfigError(f"AR-ELBO variant {variant!r} is unknown; expected one of {', '.join(VARIANTS)}")
 
 
+def check_variant(variant: str) -> None:
+    """ConfigError unless ``variant`` is one of ``VARIANTS``."""
+    if variant not in VARIANTS:
+        raise unknown_variant(variant)
+
+
 @dataclass
 class ARELBOConfig:
     variant: str = "iso-i"
@@ -58,8 +64,7 @@ class ARELBOObjective(GaussianEncoderObjective):
     uses_reconstruction_loss: ClassVar[bool] = False
 
     def __init__(self, config: ARELBOConfig, name: str = "ar-elbo") -> None:
-        if config.variant not in VARIANTS:
-            raise unknown_variant(config.variant)
+        check_variant(config.variant)
         check_weight(name, "kl_weight", config.kl_weight)
         super().__init__(config, name)
 

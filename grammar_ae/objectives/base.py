@@ -20,7 +20,7 @@ from typing import Any, ClassVar, ContextManager
 import torch
 from torch import Tensor, nn
 
-from grammar_ae.errors import ConfigError, TrainingError
+from grammar_ae.errors import ConfigError, TrainingError, is_number
 from grammar_ae.objectives.density import LatentSampler, StandardNormalSampler
 
 
@@ -126,13 +126,13 @@ class Objective(nn.Module):
 
 def check_weight(objective: str, field: str, value: float) -> None:
     """Raise ConfigError unless ``value`` is a finite, non-negative number."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    if not is_number(value) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"objective {objective!r}: {field} must be a finite number >= 0, got {value!r}")
 
 
 def check_finite(objective: str, field: str, value: float) -> None:
     """Raise ConfigError unless ``value`` is a finite number."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ConfigError(f"objective {objective!r}: {field} must be finite, got {value!r}")
 
 

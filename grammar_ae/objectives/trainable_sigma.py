@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from grammar_ae.errors import ConfigError
-from grammar_ae.objectives.ar_elbo import LOG_EPS, VARIANTS, unknown_variant
+from grammar_ae.objectives.ar_elbo import LOG_EPS, check_variant
 from grammar_ae.objectives.base import EncoderOutput, ReconstructionTerms, check_finite, check_weight
 from grammar_ae.objectives.terms import gaussian_nll
 from grammar_ae.objectives.vae import GaussianEncoderObjective
@@ -46,8 +46,7 @@ class TrainableSigmaObjective(GaussianEncoderObjective):
     uses_reconstruction_loss: ClassVar[bool] = False
 
     def __init__(self, config: TrainableSigmaConfig, name: str = "trainable-sigma") -> None:
-        if config.variant not in VARIANTS:
-            raise unknown_variant(config.variant)
+        check_variant(config.variant)
         check_weight(name, "kl_weight", config.kl_weight)
         check_finite(name, "init_log_variance", config.init_log_variance)
         super().__init__(config, name)

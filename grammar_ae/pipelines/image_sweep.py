@@ -15,7 +15,7 @@ from typing import Any
 
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.config_files import merge
-from grammar_ae.utils.files import atomic_path
+from grammar_ae.utils.files import atomic_figure
 
 SWEEP_ALIASES = {"latent": "network.latent_dim", "width": "network.width", "depth": "network.depth"}
 PLOTTED = (
@@ -78,37 +78,31 @@ def _show(value: Any) -> str:
 def plot_sweep(path: str | Path, rows: list[dict], sweep: dict[str, list[Any]], feature_extractor: str) -> Path:
     """FID against the first swept setting, one panel per FID column present, one line per model
     label and combination of the other swept settings."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     x_key, *others = sweep
     panels = [(key, title) for key, title in PLOTTED if any(row.get(key) is not None for row in rows)]
-    figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
-    FigureCanvasAgg(figure)
-    lines: dict[str, list[dict]] = {}
-    for row in rows:
-        name = " ".join([row["model"], *(f"{_short(key)} {_show(row[key])}" for key in others)])
-        lines.setdefault(name, []).append(row)
-    numeric = all(isinstance(value, (int, float)) for value in sweep[x_key])
-    for index, (key, title) in enumerate(panels, start=1):
-        axes = figure.add_subplot(1, len(panels), index)
-        values = []
-        for name, points in lines.items():
-            points = [point for point in points if point.get(key) is not None]
-            values += [point[key] for point in points]
-            axes.plot([point[x_key] for point in points], [point[key] for point in points], marker="o", label=name)
-        if values and min(values) > 0 and max(values) / min(values) >= 10:  # a failed run must not flatten the others
-            axes.set_yscale("log")
-        if numeric and min(sweep[x_key]) > 0 and max(sweep[x_key]) / min(sweep[x_key]) >= 4:
-            axes.set_xscale("log", base=2)
-        if numeric:
-            axes.set_xticks(sweep[x_key], [_show(value) for value in sweep[x_key]])
-            axes.minorticks_off()
-        axes.set_title(title)
-        axes.set_xlabel(SWEEP_ALIASES.get(x_key, x_key))
-        axes.set_ylabel(f"FID ({feature_extractor})", fontsize=8)
-        if index == 1:
-            axes.legend(fontsize=7)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with atomic_figure(path, 100, figsize=(4.2 * len(panels), 3.6), layout="constrained") as figure:
+        lines: dict[str, list[dict]] = {}
+        for row in rows:
+            name = " ".join([row["model"], *(f"{_short(key)} {_show(row[key])}" for key in others)])
+            lines.setdefault(name, []).append(row)
+        numeric = all(isinstance(value, (int, float)) for value in sweep[x_key])
+        for index, (key, title) in enumerate(panels, start=1):
+            axes = figure.add_subplot(1, len(panels), index)
+            values = []
+            for name, points in lines.items():
+                points = [point for point in points if point.get(key) is not None]
+                values += [point[key] for point in points]
+                axes.plot([point[x_key] for point in points], [point[key] for point in points], marker="o", label=name)
+            if values and min(values) > 0 and max(values) / min(values) >= 10:  # a failed run must not flatten the others
+                axes.set_yscale("log")
+            if numeric and min(sweep[x_key]) > 0 and max(sweep[x_key]) / min(sweep[x_key]) >= 4:
+                axes.set_xscale("log", base=2)
+            if numeric:
+                axes.set_xticks(sweep[x_key], [_show(value) for value in sweep[x_key]])
+                axes.minorticks_off()
+            axes.set_title(title)
+            axes.set_xlabel(SWEEP_ALIASES.get(x_key, x_key))
+            axes.set_ylabel(f"FID ({feature_extractor})", fontsize=8)
+            if index == 1:
+                axes.legend(fontsize=7)
     return Path(path)

@@ -6,7 +6,7 @@ import csv
 import io
 import os
 
-from grammar_ae.utils.files import atomic_path, atomic_write_text
+from grammar_ae.utils.files import atomic_figure, atomic_write_text
 
 
 def write_metrics_csv(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -22,21 +22,15 @@ def write_metrics_csv(path: str | os.PathLike, rows: list[dict]) -> None:
 
 def plot_loss_curve(path: str | os.PathLike, rows: list[dict]) -> None:
     """Train and validation total loss per epoch; log scale when every value is positive."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     epochs = [row["epoch"] for row in rows]
     curves = {"train": [row["train_loss"] for row in rows], "validation": [row["val_loss"] for row in rows]}
-    figure = Figure(figsize=(6, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
-    for label, values in curves.items():
-        axes.plot(epochs, values, marker="o", markersize=3, label=label)
-    if all(value > 0 for values in curves.values() for value in values):
-        axes.set_yscale("log")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("loss")
-    axes.legend()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with atomic_figure(path, 100, figsize=(6, 4)) as figure:
+        axes = figure.add_subplot()
+        figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
+        for label, values in curves.items():
+            axes.plot(epochs, values, marker="o", markersize=3, label=label)
+        if all(value > 0 for values in curves.values() for value in values):
+            axes.set_yscale("log")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss")
+        axes.legend()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, is_number
 
 
 class _YAMLLoader(yaml.SafeLoader):
@@ -76,7 +76,7 @@ def check_types(config: Any, what: str) -> None:
         allowed = _plain_types(hints[field.name])
         if allowed is None or value is None and type(None) in allowed:
             continue
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        if float in allowed and is_number(value, integer=True):
             object.__setattr__(config, field.name, float(value))
         elif not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             expected = " or ".join(_TYPE_NAMES[t] for t in allowed if t in _TYPE_NAMES)

@@ -74,6 +74,20 @@ def atomic_write_npy(path: str | os.PathLike, array) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
+@contextmanager
+def atomic_figure(path: str | os.PathLike, dpi: float, **options: Any) -> Iterator[Any]:
+    """A matplotlib Figure of ``dpi`` (``options``: its other arguments) drawn by Agg, without
+    pyplot; written to ``path`` as a PNG atomically when the block ends without an error."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(dpi=dpi, **options)
+    FigureCanvasAgg(figure)
+    yield figure
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi)
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

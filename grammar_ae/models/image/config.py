@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from grammar_ae.data.images.sources import SPLITS, get_source
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, is_number
 from grammar_ae.models.image.latent import check_latent_settings
 from grammar_ae.models.image.presets import (
     BATCH_SIZE,
@@ -45,9 +45,9 @@ class ImageNetworkConfig:
     def __post_init__(self) -> None:
         for name in ("latent_dim", "depth"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_number(value, integer=True) or value < 1:
                 raise ConfigError(f"network {name} {value!r}: expected an integer >= 1")
-        if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0:
+        if not is_number(self.width) or not self.width > 0:
             raise ConfigError(f"network width {self.width!r}: expected a number > 0 (e.g. 0.0625)")
         self.width = float(self.width)
         check_latent_settings(self.latent_norm, self.latent_noise_std, self.latent_layer)

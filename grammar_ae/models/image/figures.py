@@ -18,7 +18,7 @@ from grammar_ae.errors import ConfigError
 from grammar_ae.models.image.interpolation import slerp
 from grammar_ae.models.image.run import TrainedImageModel
 from grammar_ae.objectives import Objective
-from grammar_ae.utils.files import atomic_path
+from grammar_ae.utils.files import atomic_figure
 
 FIGURES = ("samples.png", "reconstructions.png", "interpolations.png", "loss_curves.png")
 SCALE = 4
@@ -73,26 +73,20 @@ def save_labelled_grid(path: str | Path, rows: list[tuple[str, Tensor]], columns
 
 
 def _render(path: str | Path, grid: np.ndarray, labels: list[str]) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     grid = np.repeat(np.repeat(grid, SCALE, axis=0), SCALE, axis=1)
     height, width = grid.shape[0] / DPI, grid.shape[1] / DPI
     margin = max(LABEL_INCHES, 0.2 + CHARACTER_INCHES * max(map(len, labels))) if labels else 0.0
-    figure = Figure(figsize=(width + margin, height), dpi=DPI)
-    FigureCanvasAgg(figure)
-    axes = figure.add_axes((margin / (width + margin), 0.0, width / (width + margin), 1.0))
-    axes.imshow(grid[:, :, 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    for side in axes.spines.values():
-        side.set_visible(False)
-    if labels:
-        row_height = grid.shape[0] / len(labels)
-        axes.set_yticks([(row + 0.5) * row_height for row in range(len(labels))], labels, fontsize=10)
-        axes.tick_params(length=0)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
+    with atomic_figure(path, DPI, figsize=(width + margin, height)) as figure:
+        axes = figure.add_axes((margin / (width + margin), 0.0, width / (width + margin), 1.0))
+        axes.imshow(grid[:, :, 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        for side in axes.spines.values():
+            side.set_visible(False)
+        if labels:
+            row_height = grid.shape[0] / len(labels)
+            axes.set_yticks([(row + 0.5) * row_height for row in range(len(labels))], labels, fontsize=10)
+            axes.tick_params(length=0)
     return Path(path)
 
 
@@ -132,27 +126,23 @@ def loss_units(objective: Objective | type[Objective], reconstruction: str) -> d
 
 def plot_loss_curves(path: str | Path, history: list[dict], units: dict[str, str]) -> Path:
     """One panel per loss term: train and validation values per epoch, the y axis in the term's unit."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     terms = [key[len("train_") :] for key in history[0] if key.startswith("train_")]
     epochs = [row["epoch"] for row in history]
     columns = min(3, len(terms))
-    figure = Figure(figsize=(4.2 * columns, 3.2 * math.ceil(len(terms) / columns)), layout="constrained")
-    FigureCanvasAgg(figure)
-    for index, term in enumerate(terms, start=1):
-        axes = figure.add_subplot(math.ceil(len(terms) / columns), columns, index)
-        for stage in ("train", "val"):
-            axes.plot(epochs, [row[f"{stage}_{term}"] for row in history], marker="o", markersize=3,
-                      label="validation" if stage == "val" else stage)
-        axes.set_title(term)
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(units.get(term, "unitless"), fontsize=8)
-        axes.legend(fontsize=8)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
+    panel_rows = math.ceil(len(terms) / columns)
+    with atomic_figure(path, DPI, figsize=(4.2 * columns, 3.2 * panel_rows), layout="constrained") as figure:
+        for index, term in enumerate(terms, start=1):
+            axes = figure.add_subplot(panel_rows, columns, index)
+            for stage in ("train", "val"):
+                axes.plot(epochs, [row[f"{stage}_{term}"] for row in history], marker="o", markersize=3,
+                          label="validation" if stage == "val" else stage)
+            axes.set_title(term)
+            axes.set_xlabel("epoch")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.set_ylabel(units.get(term, "unitless"), fontsize=8)
+            axes.legend(fontsize=8)
     return Path(path)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, is_number
 
 LATENT_NORMS = ("none", "batch", "spectral", "layer", "noise")
 LATENT_LAYERS = ("none", "trainable", "frozen")
@@ -67,7 +67,7 @@ def check_latent_settings(latent_norm: str, latent_noise_std: float | None, laye
     if layer not in LATENT_LAYERS:
         raise ConfigError(f"network latent_layer {layer!r}: expected one of {', '.join(LATENT_LAYERS)}")
     if latent_norm == "noise":
-        if not isinstance(latent_noise_std, (int, float)) or isinstance(latent_noise_std, bool) or not latent_noise_std > 0:
+        if not is_number(latent_noise_std) or not latent_noise_std > 0:
             raise ConfigError(
                 f"latent_norm noise needs network.latent_noise_std=S, a number > 0 (got {latent_noise_std!r})"
             )

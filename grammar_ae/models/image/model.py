@@ -105,6 +105,11 @@ def image_model_spec(
     return ImageModelSpec(tuple(int(d) for d in image_shape), sizes, {"name": objective, **settings}, reconstruction)
 
 
+def to_uint8(images: Tensor) -> Tensor:
+    """[0, 1] images as uint8 values, rounded and clipped."""
+    return images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
 class ImageAutoEncoder(AutoEncoder):
     """Batches are uint8 images (B, C, H, W); REC is the per-pixel mean squared error (or binary
     cross-entropy) of [0, 1] values."""
@@ -140,4 +145,4 @@ class ImageAutoEncoder(AutoEncoder):
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
         """Decoded images as uint8 (B, C, H, W), ready for the feature extractors."""
-        return self.decode(z).mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        return to_uint8(self.decode(z))

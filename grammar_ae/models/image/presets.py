@@ -98,6 +98,5 @@ def image_objective_settings(model: str, settings: dict[str, Any], image_shape: 
     own, reconstruction, beta = split_image_settings(model, settings)
     defaults = pixel_scale_defaults(model, image_shape)
     if beta is not None:
-        default_weight = next(f.default for f in fields(OBJECTIVES[model].config_class) if f.name == "kl_weight")
-        own["kl_weight"] = beta * defaults.get("kl_weight", default_weight)
+        own["kl_weight"] = beta * defaults.get("kl_weight", OBJECTIVES[model].config_class().kl_weight)
     return {**defaults, **own}, reconstruction

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 from torch import Tensor, nn
 
-from grammar_ae.errors import ConfigError
+from grammar_ae.errors import ConfigError, is_number
 from grammar_ae.objectives.base import EncoderOutput
 
 
@@ -56,7 +56,7 @@ class SequenceNetworkConfig:
         for name in ("latent_dim", "hidden", "gru_hidden", "gru_layers", "embedding_dim", "model_dim",
                      "decoder_layers", "encoder_dim", "encoder_layers", "heads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_number(value, integer=True) or value < 1:
                 raise ConfigError(f"network setting {name} must be a positive integer, got {value!r}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"network setting decoder {self.decoder!r} is unknown; expected one of {', '.join(DECODERS)}")
