@@ -173,7 +173,8 @@ def test_benchmark_row_counts_the_seeds_that_found_the_optimum():
     def summary(seed: int, found: bool) -> dict:
         best = TARGET_EXPRESSION if found else "x+1"
         return {"seed": seed, "fraction_valid": 1.0, "average_score": 1.0, "found_target": found, "duplicates": 1,
-                "proposed": 4, "objective_calls": 3, "training": {"best_score": 0.5},
+                "proposed": 4, "objective_calls": 3, "training": {"best_score": 0.5}, "completed_iterations": 2,
+                "timings": {"cpu_seconds": {"encode": [9.0], "fit": [1.0, 1.0], "decoding": [0.5, 0.5]}},
                 "top3": [{"string": best, "score": 0.0 if found else 2.0, "iteration": 1}],
                 "top3_new": [{"string": f"x+{seed + 1}", "score": 3.0 - seed, "iteration": 1}]}
 
@@ -184,10 +185,11 @@ def test_benchmark_row_counts_the_seeds_that_found_the_optimum():
     assert row["best_new"] == {"string": "x+3", "score": 1.0, "iteration": 1, "seed": 2}
     table = table_markdown([row]).splitlines()
     assert table[0].startswith("Budget: 3 objective calls on new strings per seed")
-    assert table[4].endswith("| 1.00 2.00 3.00 | 2 of 3 | 2 of 3 | 0.25 |")
-    assert "| published | GVAE | | | 0.99 +- 0.01 | 3.26 +- 0.20 | 0.10 0.46 0.52 | | | | |" in table
+    assert row["best_per_seed"] == [0.0, 2.0, 0.0] and row["cpu_seconds_per_iteration_mean"] == 1.5
+    assert table[4].endswith("| 1.00 2.00 3.00 | 0.00 2.00 0.00 | 2 of 3 | 2 of 3 | 0.25 | 1.5 |")
+    assert "| published | GVAE | | | 0.99 +- 0.01 | 3.26 +- 0.20 | 0.10 0.46 0.52 | | | | | | |" in table
     line = table_csv([row]).splitlines()[1].split(",")
-    assert line[11:15] == ["0.1", "2", "2", "0.25"] and line[-6:-4] == ["1.0", "x+3"]
+    assert line[11:17] == ["0.0 2.0 0.0", "1.5", "0.1", "2", "2", "0.25"] and line[-6:-4] == ["1.0", "x+3"]
 
 
 def test_molecules_with_logp_and_the_top3_images(tmp_path):

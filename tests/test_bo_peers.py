@@ -89,8 +89,14 @@ def test_random_search_decodes_random_latent_points(expressions, tmp_path, kind)
     data = prepare_training_data(model, get_target("expression"), config, BOState(config={}, checkpoint_sha256=""))
     state = load_state(tmp_path)
     batches = [sum(p.iteration == i for p in state.proposals) for i in range(1, state.completed_iterations + 1)]
-    drawn = [random_points(data, kind, size, stage_seed(config.seed, i, "acquisition")) for i, size in enumerate(batches, 1)]
-    assert torch.equal(latents, torch.cat(drawn))  # each batch: that iteration's seeded draws, as drawn
+    offset = 0
+    for iteration, size in enumerate(batches, 1):  # each batch: rows of that iteration's seeded draws
+        drawn = random_points(data, kind, size * config.candidates_per_point,
+                              stage_seed(config.seed, iteration, "acquisition"))
+        rows = latents[offset : offset + size]
+        assert ((rows[:, None, :] == drawn[None]).all(dim=2).sum(dim=1) == 1).all()
+        offset += size
+    assert offset == len(latents)
     many = random_points(data, kind, 5000, seed=0)
     inside = ((many >= data.bounds[0]) & (many <= data.bounds[1])).all(dim=1)
     if kind == "box":

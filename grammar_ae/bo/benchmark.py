@@ -88,10 +88,19 @@ def beats(target: Target, score: float, threshold: float) -> bool:
     return score > threshold if target.maximize else score < threshold
 
 
-def seeds_beating(summaries: list[dict], target: Target, threshold: float) -> int:
-    """How many seeds found a string whose score beats ``threshold``."""
-    best_per_seed = [best_over_seeds([s], target, 1) for s in summaries]
-    return sum(bool(best) and beats(target, best[0]["score"], threshold) for best in best_per_seed)
+def best_per_seed(summaries: list[dict], target: Target) -> list[float | None]:
+    """Each seed's best score (None for a seed without a valid proposal)."""
+    return [next((entry["score"] for entry in best_over_seeds([s], target, 1)), None) for s in summaries]
+
+
+SEARCH_STAGES = ("fit", "acquisition", "decoding", "scoring")  # an iteration's stages, without the starting data's
+
+
+def cpu_seconds_per_iteration(summary: dict) -> float | None:
+    """Mean CPU seconds of the process per BO or random-search iteration (None for the GA)."""
+    timings = summary.get("timings", {}).get("cpu_seconds", {})
+    spent = sum(sum(timings.get(stage, [])) for stage in SEARCH_STAGES)
+    return spent / summary["completed_iterations"] if timings and summary.get("completed_iterations") else None
 
 
 def benchmark_row(
@@ -101,7 +110,9 @@ def benchmark_row(
     fraction_mean, fraction_std = _mean_std([s["fraction_valid"] for s in summaries if s["fraction_valid"] is not None])
     score_mean, score_std = _mean_std([s["average_score"] for s in summaries if s["average_score"] is not None])
     found = [s["found_target"] for s in summaries]
-    beating = None if threshold is None else seeds_beating(summaries, target, threshold)
+    bests = best_per_seed(summaries, target)
+    beating = None if threshold is None else sum(best is not None and beats(target, best, threshold) for best in bests)
+    per_iteration = [seconds for seconds in map(cpu_seconds_per_iteration, summaries) if seconds is not None]
     return {
         "problem": f"{target.grammar} ({'higher' if target.maximize else 'lower'} better)",
         "model": label,
@@ -110,6 +121,9 @@ def benchmark_row(
         "seeds": [s["seed"] for s in summaries],
         "budget": budget,
         "objective_calls_mean": float(np.mean([s.get("objective_calls", 0) for s in summaries])),
+        "objective_calls_per_seed": [s.get("objective_calls", 0) for s in summaries],
+        "best_per_seed": bests,
+        "cpu_seconds_per_iteration_mean": float(np.mean(per_iteration)) if per_iteration else None,
         "fraction_valid_mean": fraction_mean,
         "fraction_valid_std": fraction_std,
         "average_score_mean": score_mean,
@@ -150,22 +164,24 @@ def table_markdown(rows: list[dict]) -> str:
         f"starting data's best score {first['data_best']:.2f}."
         if first.get("data_best") is not None else "",
         "",
-        "| problem | model | method | calls | fraction valid | avg score | best three | best new three "
+        "| problem | model | method | calls | fraction valid | avg score | best three | best new three | best per seed "
         f"| {f'seeds {better} {threshold:g}' if threshold is not None else 'seeds beating a threshold'} "
-        "| optimum found | duplicates |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| optimum found | duplicates | CPU s per batch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         best = " ".join(f"{entry['score']:.2f}" for entry in row["best_three"])
+        per_seed = " ".join("-" if score is None else f"{score:.2f}" for score in row["best_per_seed"])
+        seconds = row["cpu_seconds_per_iteration_mean"]
         lines.append(
             f"| {row['problem']} | {row['model']} | {row['method']} | {row['objective_calls_mean']:.0f} "
             f"| {_plus_minus(row['fraction_valid_mean'], row['fraction_valid_std'])} "
             f"| {_plus_minus(row['average_score_mean'], row['average_score_std'])} | {best} | {_new_scores(row)} "
-            f"| {_of_seeds(row['threshold_seeds'], row)} | {_of_seeds(row['target_found_seeds'], row)} "
-            f"| {row['duplicate_fraction']:.2f} |"
+            f"| {per_seed} | {_of_seeds(row['threshold_seeds'], row)} | {_of_seeds(row['target_found_seeds'], row)} "
+            f"| {row['duplicate_fraction']:.2f} | {'-' if seconds is None else f'{seconds:.1f}'} |"
         )
     for model, fraction, average, best in PUBLISHED_ROWS.get(first["target"], []):
-        lines.append(f"| published | {model} | | | {fraction} | {average} | {best} | | | | |")
+        lines.append(f"| published | {model} | | | {fraction} | {average} | {best} | | | | | | |")
     lines += ["", f"Seeds: {', '.join(map(str, first['seeds']))}. Best new strings per method:", ""]
     for row in rows:
         for rank, entry in enumerate(row["best_new_three"], 1):
@@ -176,7 +192,7 @@ def table_markdown(rows: list[dict]) -> str:
 
 CSV_COLUMNS = ["problem", "model", "method", "target", "seeds", "budget", "objective_calls_mean",
                "fraction_valid_mean", "fraction_valid_std", "average_score_mean", "average_score_std",
-               "threshold", "threshold_seeds", "target_found_seeds", "duplicate_fraction", "data_best"]
+               "best_per_seed", "cpu_seconds_per_iteration_mean", "threshold", "threshold_seeds", "target_found_seeds", "duplicate_fraction", "data_best"]
 
 
 def table_csv(rows: list[dict]) -> str:
@@ -185,7 +201,8 @@ def table_csv(rows: list[dict]) -> str:
     ranked = [f"{kind}_{i}_{part}" for kind in ("best", "best_new") for i in range(1, 4) for part in ("score", "string")]
     writer.writerow(CSV_COLUMNS + ranked)
     for row in rows:
-        values = [" ".join(map(str, row["seeds"])) if c == "seeds" else "" if row[c] is None else row[c] for c in CSV_COLUMNS]
+        values = [" ".join(map(str, row[c])) if c in ("seeds", "best_per_seed") else "" if row[c] is None else row[c]
+                  for c in CSV_COLUMNS]
         for key in ("best_three", "best_new_three"):
             entries = row[key]
             for i in range(3):
