@@ -19,6 +19,7 @@ from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.bo.state import BOState, load_state
 from grammar_ae.bo.targets import TARGET_EXPRESSION, get_target, register_target
+from grammar_ae.bo.trust_region import TrustRegionConfig
 from grammar_ae.cli import commands_optimize
 from grammar_ae.chemistry import molecule
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError
@@ -268,10 +269,11 @@ def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path
         assert ((points - centre).abs() <= reach).all()
         assert ((points >= data.bounds[0] - 1e-9) & (points <= data.bounds[1] + 1e-9)).all()
         improved = target.best([*scores, *(p.score for p in batch if p.valid)]) != target.best(scores)
-        found_new = any(p.valid and not p.duplicate for p in batch)
-        if iteration < 3:  # three successes in a row widen it, a failure halves it, nothing new doubles it
+        new_fraction = sum(p.valid and not p.duplicate for p in batch) / len(batch)
+        if iteration < 3:  # three successes in a row widen it, a failure halves it, mostly known strings double it
             before = widths[iteration - 1]
-            expected = before if improved else max(before / 2, 0.125) if found_new else min(2 * before, 2.0)
+            mostly_new = 0 < new_fraction >= config.trust_region_widths.min_new_fraction
+            expected = before if improved else max(before / 2, 0.125) if mostly_new else min(2 * before, 2.0)
             assert widths[iteration] == expected
         latents = torch.cat([latents, points])
         scores += [p.observed for p in batch]
@@ -351,5 +353,18 @@ def test_a_run_saved_before_candidates_per_point_resumes_with_one(expressions, t
     with pytest.raises(ConfigError, match="different candidates_per_point"):
         run_bo(ProjectionModel(expressions), replace(config, iterations=2, candidates_per_point=4), tmp_path,
                resume=True, progress=False)
+    summary = run_bo(ProjectionModel(expressions), replace(config, iterations=2), tmp_path, resume=True, progress=False)
+    assert summary["completed_iterations"] == 2
+
+
+def test_a_run_saved_before_min_new_fraction_resumes_widening_only_on_nothing_new(expressions, tmp_path):
+    config = replace(DEFAULTS, iterations=1, trust_region_widths=TrustRegionConfig(min_new_fraction=0.0))
+    run_bo(ProjectionModel(expressions), config, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    del saved["config"]["trust_region_widths"]["min_new_fraction"]
+    (tmp_path / "state.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="different trust_region_widths"):
+        run_bo(ProjectionModel(expressions), replace(config, iterations=2, trust_region_widths=TrustRegionConfig()),
+               tmp_path, resume=True, progress=False)
     summary = run_bo(ProjectionModel(expressions), replace(config, iterations=2), tmp_path, resume=True, progress=False)
     assert summary["completed_iterations"] == 2

@@ -61,6 +61,7 @@ ITERATIONS_WITHOUT_BUDGET = 5
 ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
 RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
 SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1}  # how a run saved before the setting existed behaved
+TRUST_REGION_SETTINGS_BEFORE_ADDED = {"min_new_fraction": 0.0}  # the same for trust_region_widths
 Report = Callable[[str], None]
 
 
@@ -225,11 +226,9 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
-    defaults = {**asdict(BOConfig(config.target)), **SETTINGS_BEFORE_ADDED}  # for settings added since the save
-    changed = [
-        key for key, value in asdict(config).items()
-        if key not in RESUMABLE_CHANGES and state.config.get(key, defaults[key]) != value
-    ]
+    saved = {**asdict(BOConfig(config.target)), **SETTINGS_BEFORE_ADDED, **state.config}
+    saved["trust_region_widths"] = {**TRUST_REGION_SETTINGS_BEFORE_ADDED, **saved["trust_region_widths"]}
+    changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and saved[key] != value]
     if changed:
         raise ConfigError(f"{out_dir}: cannot resume with a different {', '.join(changed)} than the saved run")
     state.config = asdict(config)
@@ -419,7 +418,8 @@ def _current_region(state: BOState, config: BOConfig) -> TrustRegionState:
 def _adapt_region(
     region: TrustRegionState, batch: list[Proposal], best_before: float, target: Target, config: BOConfig,
 ) -> None:
-    """Resize the region after ``batch``: did it beat ``best_before``, did it find any new string?"""
+    """Resize the region after ``batch``: did it beat ``best_before``, how much of it was new?"""
     valid = [p for p in batch if p.valid]
     improved = bool(valid) and target.best([*(p.score for p in valid), best_before]) != best_before
-    region.update(improved, any(not p.duplicate for p in valid), config.trust_region_widths)
+    new_fraction = sum(not p.duplicate for p in valid) / len(batch)
+    region.update(improved, new_fraction, config.trust_region_widths)

@@ -6,10 +6,11 @@ proposals) with half-width ``half_width`` times the per-dimension standard devia
 encoded training data, clipped to the search bounds. After each batch the half-width is
 doubled after ``success_tolerance`` consecutive batches that improved the best score and
 halved after ``failure_tolerance`` consecutive batches that found new strings but no better
-one, within [``minimum``, ``maximum``]. A batch that decoded to nothing new (every string
-already known) doubles it at once: the box has become smaller than what the decoder
-resolves, and shrinking further would only re-propose the best known string (TuRBO's
-continuous objectives have no such floor). Widths are measured in data standard deviations, not as TuRBO's
+one, within [``minimum``, ``maximum``]. A batch without improvement in which fewer than
+``min_new_fraction`` of the strings are new (most decode to strings already known) doubles
+it at once: the box has become smaller than what the decoder resolves, and shrinking
+further would only re-propose known strings (TuRBO's continuous objectives have no such
+floor). Widths are measured in data standard deviations, not as TuRBO's
 fraction of the unit cube, because encoded data fill only the centre of their bounding box:
 in 25 dimensions the box is almost all empty corners, where decodes are poor.
 
@@ -34,6 +35,7 @@ class TrustRegionConfig:
     maximum: float = 2.0
     success_tolerance: int = 3
     failure_tolerance: int = 1
+    min_new_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.initial <= self.maximum:
@@ -42,6 +44,8 @@ class TrustRegionConfig:
                 f"{self.minimum}, {self.initial}, {self.maximum}"
             )
         require_counts(self, ("success_tolerance", "failure_tolerance"), "trust region ")
+        if not 0 <= self.min_new_fraction <= 1:
+            raise ConfigError(f"trust region min_new_fraction must be in [0, 1], got {self.min_new_fraction}")
 
 
 @dataclass
@@ -53,13 +57,13 @@ class TrustRegionState:
     failures: int = 0
     widths_used: list[float] = field(default_factory=list)  # one per iteration
 
-    def update(self, improved: bool, found_new: bool, config: TrustRegionConfig) -> None:
-        """Record one batch: did it improve the best score, did it decode to any new string?"""
+    def update(self, improved: bool, new_fraction: float, config: TrustRegionConfig) -> None:
+        """Record one batch: did it improve the best score, what fraction of it was new strings?"""
         if improved:
             self.successes, self.failures = self.successes + 1, 0
             if self.successes >= config.success_tolerance:
                 self.half_width, self.successes = min(2 * self.half_width, config.maximum), 0
-        elif not found_new:
+        elif new_fraction == 0 or new_fraction < config.min_new_fraction:
             self.half_width, self.successes, self.failures = min(2 * self.half_width, config.maximum), 0, 0
         else:
             self.successes, self.failures = 0, self.failures + 1

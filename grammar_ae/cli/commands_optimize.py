@@ -9,6 +9,7 @@ import typer
 
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.targets import check_target_grammar, get_target, import_target_module
+from grammar_ae.bo.trust_region import TrustRegionConfig
 from grammar_ae.cli.commands_model import load_sequence_run
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.device import resolve_device
@@ -40,6 +41,11 @@ MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set."
 TRUST_REGION = typer.Option(
     True, "--trust-region/--no-trust-region",
     help="Search each batch near the best point so far (adaptive box; see docs), or over the whole box of the data.",
+)
+MIN_NEW_FRACTION = typer.Option(
+    TrustRegionConfig.min_new_fraction,
+    help="Trust region: a batch with no improvement and fewer new strings than this fraction widens the region "
+    "at once (0: only a batch with nothing new).",
 )
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
@@ -81,6 +87,7 @@ def optimize(
     local_points: int = LOCAL_POINTS,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     trust_region: bool = TRUST_REGION,
+    min_new_fraction: float = MIN_NEW_FRACTION,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
     device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
@@ -96,7 +103,8 @@ def optimize(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, seed=seed, data=data,
-        trust_region=trust_region, device=device_name,
+        trust_region=trust_region, trust_region_widths=TrustRegionConfig(min_new_fraction=min_new_fraction),
+        device=device_name,
     )
     summary = run_bo(_load(checkpoint, target, device_name), config, out, resume=resume, progress=not quiet)
     average = summary["average_score"]
@@ -136,6 +144,7 @@ def benchmark_bo(
     local_points: int = LOCAL_POINTS,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     trust_region: bool = TRUST_REGION,
+    min_new_fraction: float = MIN_NEW_FRACTION,
     random_points: str = typer.Option("gaussian", help="random method: gaussian (fitted to the data) or box."),
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
     device: str = DEVICE,
@@ -155,7 +164,8 @@ def benchmark_bo(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, data=data, trust_region=trust_region,
-        random_points=random_points, device=device_name,
+        trust_region_widths=TrustRegionConfig(min_new_fraction=min_new_fraction), random_points=random_points,
+        device=device_name,
     )
     rows = run_bo_benchmark(
         _load(checkpoint, target, device_name), target, list(range(seeds)), config, out,
