@@ -12,7 +12,8 @@
 #   seeds that found a string scoring below 0.1 and the exact fit.
 # published: the published protocol on the full-data grae model (5 iterations x 50 points,
 #   rediscoveries included) with the new defaults; published-old: the old defaults (sparse GP on
-#   10,000 points, batch log-EI, 25 samples per point, every acquired point proposed) in the trust region.
+#   10,000 points, batch log-EI, 25 samples per point, every acquired point proposed, the region widened only
+#   when a batch brings nothing new) in the trust region.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PART=${1:?usage: bo_protocol.sh discovery|published|published-old [MODEL]}
@@ -43,7 +44,7 @@ case "$PART" in
     OPTIONS=(--label "grae, new defaults")
     if [ "$PART" = published-old ]; then
       OPTIONS=(--surrogate sparse --acquisition ei --samples-per-point 25 --max-training-points 10000 --trust-region
-               --candidates-per-point 1 --label "grae, old defaults, trust region")
+               --candidates-per-point 1 --min-new-fraction 0 --label "grae, old defaults, trust region")
     fi
     grammar-ae benchmark bo --target expression --checkpoint "$MODEL" --seeds "$SEEDS" --iterations 5 --budget 250 \
       --device cpu --quiet --out "$OUT/expressions-$PART" "${OPTIONS[@]}"
