@@ -279,6 +279,36 @@ def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path
         scores += [p.observed for p in batch]
 
 
+def test_a_stalled_trust_region_restarts_on_the_best_point_outside_the_abandoned_boxes(expressions, tmp_path):
+    from grammar_ae.bo.loop import prepare_training_data
+    from grammar_ae.bo.state import BOState
+    from grammar_ae.bo.trust_region import region_centre
+
+    # every batch short of all-new widens the region, so at the widest each batch without improvement stalls it
+    widths_config = TrustRegionConfig(initial=1.0, maximum=2.0, min_new_fraction=1.0, restart_after=1)
+    config = replace(DEFAULTS, iterations=6, trust_region_widths=widths_config)
+    model = ProjectionModel(expressions)
+    summary = run_bo(model, config, tmp_path, progress=False)
+    state = load_state(tmp_path)
+    target = get_target("expression")
+    data = prepare_training_data(model, target, config, BOState(config={}, checkpoint_sha256=""))
+    latents, scores = data.latents, data.scores.tolist()
+    abandoned = summary["trust_region"]["abandoned"]
+    assert abandoned, "no restart: the test's settings should stall the region"
+    widths = summary["trust_region"]["widths_used"]
+    for iteration in range(1, config.iterations + 1):
+        before = [a for a in abandoned if a["iteration"] < iteration]
+        centre = latents[region_centre(latents, torch.tensor(target.ranked(scores)), before, data.spread, 2.0)]
+        assert all(((centre - torch.tensor(a["centre"])).abs() > 2.0 * data.spread).any() for a in before)
+        if before and before[-1]["iteration"] == iteration - 1:
+            assert widths[iteration - 1] == widths_config.initial
+        batch = [p for p in state.proposals if p.iteration == iteration]
+        points = torch.tensor([p.latent for p in batch], dtype=torch.float64)
+        assert ((points - centre).abs() <= widths[iteration - 1] * data.spread + 1e-9).all()
+        latents = torch.cat([latents, points])
+        scores += [p.observed for p in batch]
+
+
 def test_an_output_in_use_or_unwritable_is_refused_before_any_work(expressions, tmp_path):
     model = ProjectionModel(expressions)
     with hold_output_lock(tmp_path / "out"):

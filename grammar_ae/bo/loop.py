@@ -48,7 +48,9 @@ from grammar_ae.bo.starting_data import encode_cached, score_starting_strings, s
 from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, objective_calls, stage_seed
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
-from grammar_ae.bo.trust_region import TrustRegionConfig, TrustRegionState, local_points, trust_region_bounds
+from grammar_ae.bo.trust_region import (
+    TrustRegionConfig, TrustRegionState, local_points, region_centre, trust_region_bounds,
+)
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError, require_counts
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.output_lock import hold_output_lock
@@ -61,7 +63,7 @@ ITERATIONS_WITHOUT_BUDGET = 5
 ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
 RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
 SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1}  # how a run saved before the setting existed behaved
-TRUST_REGION_SETTINGS_BEFORE_ADDED = {"min_new_fraction": 0.0}  # the same for trust_region_widths
+TRUST_REGION_SETTINGS_BEFORE_ADDED = {"min_new_fraction": 0.0, "restart_after": 0}  # the same for trust_region_widths
 Report = Callable[[str], None]
 
 
@@ -320,7 +322,8 @@ def _run_iteration(
     q = _batch_size(config, state)
     candidates = q * config.candidates_per_point
     stage = f"iteration {iteration}/{config.iterations}:"
-    region, incumbent = None, target.ranked(scores.tolist())[0]
+    ranked = target.ranked(scores.tolist())
+    region, incumbent = None, ranked[0]
     if config.method == "random":
         report(f"{stage} draw {candidates} random latent points ({config.random_points})")
         with _timed(state, "acquisition"):
@@ -329,6 +332,8 @@ def _run_iteration(
     else:
         if config.trust_region:
             region = _current_region(state, config)
+            incumbent = region_centre(
+                latents, torch.tensor(ranked), region.abandoned, data.spread, config.trust_region_widths.maximum)
         points = _acquire(
             iteration, stage, latents, scores, incumbent, region, candidates, target, config, data, state, device, report)
     report(f"{stage} decode {len(points)} points ({config.decoding()})")
@@ -352,6 +357,9 @@ def _run_iteration(
             ))
     if region is not None:
         _adapt_region(region, state.proposals[-len(chosen):], float(scores[incumbent]), target, config)
+        if region.restart_if_stalled(latents[incumbent], iteration, config.trust_region_widths):
+            report(f"{stage} no improvement in {config.trust_region_widths.restart_after} batches at the widest: "
+                   f"the trust region restarts away from this centre")
         state.trust_region = asdict(region)
 
 

@@ -47,6 +47,11 @@ MIN_NEW_FRACTION = typer.Option(
     help="Trust region: a batch with no improvement and fewer new strings than this fraction widens the region "
     "at once (0: only a batch with nothing new).",
 )
+RESTART_AFTER = typer.Option(
+    TrustRegionConfig.restart_after,
+    help="Trust region: restart away from the centre after this many batches without improvement at the widest "
+    "(0: never).",
+)
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -65,6 +70,10 @@ def _load(checkpoint: Path, target: str, device_name: str) -> LatentModel:
     model = load_sequence_run(checkpoint, device_name)
     check_target_grammar(get_target(target), model.grammar_name)
     return model
+
+
+def _widths(min_new_fraction: float, restart_after: int) -> TrustRegionConfig:
+    return TrustRegionConfig(min_new_fraction=min_new_fraction, restart_after=restart_after)
 
 
 def _entry(entry: dict) -> str:
@@ -88,6 +97,7 @@ def optimize(
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     trust_region: bool = TRUST_REGION,
     min_new_fraction: float = MIN_NEW_FRACTION,
+    restart_after: int = RESTART_AFTER,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
     device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
@@ -103,7 +113,7 @@ def optimize(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, seed=seed, data=data,
-        trust_region=trust_region, trust_region_widths=TrustRegionConfig(min_new_fraction=min_new_fraction),
+        trust_region=trust_region, trust_region_widths=_widths(min_new_fraction, restart_after),
         device=device_name,
     )
     summary = run_bo(_load(checkpoint, target, device_name), config, out, resume=resume, progress=not quiet)
@@ -145,6 +155,7 @@ def benchmark_bo(
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
     trust_region: bool = TRUST_REGION,
     min_new_fraction: float = MIN_NEW_FRACTION,
+    restart_after: int = RESTART_AFTER,
     random_points: str = typer.Option("gaussian", help="random method: gaussian (fitted to the data) or box."),
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
     device: str = DEVICE,
@@ -164,7 +175,7 @@ def benchmark_bo(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, data=data, trust_region=trust_region,
-        trust_region_widths=TrustRegionConfig(min_new_fraction=min_new_fraction), random_points=random_points,
+        trust_region_widths=_widths(min_new_fraction, restart_after), random_points=random_points,
         device=device_name,
     )
     rows = run_bo_benchmark(
