@@ -4,6 +4,7 @@
 #   benchmarks/bo_protocol.sh discovery [MODEL]   # default MODEL: benchmarks/runs/discovery/grae (trained when missing)
 #   benchmarks/bo_protocol.sh published [MODEL]   # default MODEL: the shipped `expressions`
 #   benchmarks/bo_protocol.sh published-old [MODEL]
+#   benchmarks/bo_protocol.sh published-narrow [MODEL]
 #
 # discovery: MODEL learned the published set without every expression scoring below 0.5
 #   (benchmarks/discovery_data.py, then `grammar-ae train --grammar expressions --model grae
@@ -13,10 +14,11 @@
 # published: the published protocol on the full-data grae model (5 iterations x 50 points,
 #   rediscoveries included) with the new defaults; published-old: the old defaults (sparse GP on
 #   10,000 points, batch log-EI, 25 samples per point, every acquired point proposed, the region widened only
-#   when a batch brings nothing new) in the trust region.
+#   when a batch brings nothing new, never restarted) in the trust region; published-narrow: the new defaults
+#   with the region widened only when a batch brings nothing new and never restarted, as before those settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PART=${1:?usage: bo_protocol.sh discovery|published|published-old [MODEL]}
+PART=${1:?usage: bo_protocol.sh discovery|published|published-old|published-narrow [MODEL]}
 SEEDS=${SEEDS:-5}
 OUT=${OUT:-benchmarks/runs/bo}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -39,16 +41,18 @@ case "$PART" in
       --budget 250 --threshold 0.1 --label "grae without scores below 0.5" --device cpu --quiet --out "$OUT/discovery"
     copy "$OUT/discovery" bo_discovery
     ;;
-  published|published-old)
+  published|published-old|published-narrow)
     MODEL=${2:-expressions}
     OPTIONS=(--label "grae, new defaults")
     if [ "$PART" = published-old ]; then
       OPTIONS=(--surrogate sparse --acquisition ei --samples-per-point 25 --max-training-points 10000 --trust-region
-               --candidates-per-point 1 --min-new-fraction 0 --label "grae, old defaults, trust region")
+               --candidates-per-point 1 --min-new-fraction 0 --restart-after 0 --label "grae, old defaults, trust region")
+    elif [ "$PART" = published-narrow ]; then
+      OPTIONS=(--min-new-fraction 0 --restart-after 0 --label "grae, new defaults, region widened only on nothing new")
     fi
     grammar-ae benchmark bo --target expression --checkpoint "$MODEL" --seeds "$SEEDS" --iterations 5 --budget 250 \
       --device cpu --quiet --out "$OUT/expressions-$PART" "${OPTIONS[@]}"
     copy "$OUT/expressions-$PART" "bo_expressions_$PART"
     ;;
-  *) echo "unknown part $PART: expected discovery, published or published-old" >&2; exit 2 ;;
+  *) echo "unknown part $PART: expected discovery, published, published-old or published-narrow" >&2; exit 2 ;;
 esac

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from grammar_ae.bo.benchmark import benchmark_row, run_bo_benchmark, table_csv, table_markdown
 from grammar_ae.bo.latent_model import LatentModel
-from grammar_ae.bo.loop import BOConfig, run_bo
+from grammar_ae.bo.loop import BOConfig, prepare_training_data, run_bo
 from grammar_ae.bo.state import BOState, load_state
 from grammar_ae.bo.targets import TARGET_EXPRESSION, get_target, register_target
-from grammar_ae.bo.trust_region import TrustRegionConfig
+from grammar_ae.bo.trust_region import TrustRegionConfig, region_centre
 from grammar_ae.cli import commands_optimize
 from grammar_ae.chemistry import molecule
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError
@@ -248,16 +248,19 @@ def test_cli_optimize(expressions, tmp_path, monkeypatch):
     assert summary["config"]["trust_region"] is True and summary["trust_region"]["widths_used"] == [0.5]
 
 
-def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path):
-    from grammar_ae.bo.loop import prepare_training_data
-    from grammar_ae.bo.state import BOState
+def _trust_region_run(expressions, tmp_path, config: BOConfig):
+    """Run ``config``; return its summary, saved state, target and starting data (latents, scores)."""
 
-    config = replace(CONFIG, trust_region=True)
     model = ProjectionModel(expressions)
     summary = run_bo(model, config, tmp_path, progress=False)
-    state = load_state(tmp_path)
     target = get_target("expression")
     data = prepare_training_data(model, target, config, BOState(config={}, checkpoint_sha256=""))
+    return summary, load_state(tmp_path), target, data
+
+
+def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path):
+    config = replace(CONFIG, trust_region=True)
+    summary, state, target, data = _trust_region_run(expressions, tmp_path, config)
     latents, scores = data.latents, data.scores.tolist()
     widths = summary["trust_region"]["widths_used"]
     assert widths[0] == config.trust_region_widths.initial and len(widths) == 3
@@ -280,18 +283,10 @@ def test_trust_region_keeps_each_batch_near_the_best_point(expressions, tmp_path
 
 
 def test_a_stalled_trust_region_restarts_on_the_best_point_outside_the_abandoned_boxes(expressions, tmp_path):
-    from grammar_ae.bo.loop import prepare_training_data
-    from grammar_ae.bo.state import BOState
-    from grammar_ae.bo.trust_region import region_centre
-
     # every batch short of all-new widens the region, so at the widest each batch without improvement stalls it
     widths_config = TrustRegionConfig(initial=1.0, maximum=2.0, min_new_fraction=1.0, restart_after=1)
     config = replace(DEFAULTS, iterations=6, trust_region_widths=widths_config)
-    model = ProjectionModel(expressions)
-    summary = run_bo(model, config, tmp_path, progress=False)
-    state = load_state(tmp_path)
-    target = get_target("expression")
-    data = prepare_training_data(model, target, config, BOState(config={}, checkpoint_sha256=""))
+    summary, state, target, data = _trust_region_run(expressions, tmp_path, config)
     latents, scores = data.latents, data.scores.tolist()
     abandoned = summary["trust_region"]["abandoned"]
     assert abandoned, "no restart: the test's settings should stall the region"
