@@ -250,7 +250,6 @@ def test_cli_optimize(expressions, tmp_path, monkeypatch):
 
 def _trust_region_run(expressions, tmp_path, config: BOConfig):
     """Run ``config``; return its summary, saved state, target and starting data (latents, scores)."""
-
     model = ProjectionModel(expressions)
     summary = run_bo(model, config, tmp_path, progress=False)
     target = get_target("expression")
