@@ -17,7 +17,8 @@ in 25 dimensions the box is almost all empty corners, where decodes are poor.
 A region that has not improved for ``restart_after`` batches at its maximum width restarts
 (TuRBO restarts a region that has collapsed): its centre is abandoned, and the next region,
 at the initial width, is centred on the best observed point outside the maximum-width boxes
-of every abandoned centre (the best point when there is none). 0 never restarts.
+of every abandoned centre (the best point when there is none). 0 never restarts. A batch
+improves when it beats the score of its region's centre.
 
 The local surrogate (TuRBO / LOL-BO style) is fitted on the region's local data: the
 scored points nearest its centre (``local_points``), in the same standardised units.
@@ -83,7 +84,6 @@ class TrustRegionState:
             self.successes, self.failures = 0, self.failures + 1
             if self.failures >= config.failure_tolerance:
                 self.half_width, self.failures = max(self.half_width / 2, config.minimum), 0
-
 
     def restart_if_stalled(self, centre: Tensor, iteration: int, config: TrustRegionConfig) -> bool:
         """Abandon ``centre`` and start a region at the initial width after ``restart_after``
