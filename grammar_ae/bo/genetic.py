@@ -106,8 +106,10 @@ class BudgetedScores:
             self.report()
 
     def _score(self, strings: list[str]) -> list[float]:
-        values = []
-        for index, string in enumerate(strings):
+        """Scores in the order of ``strings``, computed in sorted order: mol_ga builds the list
+        from a set, whose order follows Python's string hashing, and the budget may end mid-list."""
+        values = {}
+        for index, string in enumerate(sorted(strings)):
             if self.calls >= self.budget:
                 raise BudgetSpent
             key = compact(string)
@@ -120,10 +122,10 @@ class BudgetedScores:
             ))
             self.calls += valid and not duplicate
             self.known.add(key)
-            values.append(self.sign * (score if valid else self.worst))
+            values[string] = self.sign * (score if valid else self.worst)
         if self.calls >= self.budget:
             raise BudgetSpent
-        return values
+        return [values[string] for string in strings]
 
 
 def run_ga(model: LatentModel, config: GAConfig, out_dir: str | Path, progress: bool = True) -> dict:
