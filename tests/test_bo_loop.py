@@ -36,10 +36,12 @@ def expressions() -> list[str]:
     return chosen if TARGET in chosen else chosen[:-1] + [TARGET]
 
 
-# the published loop: a GP on every training point, batch log-EI over the whole box, sampled decodes
+# the published loop: a GP on every training point, batch log-EI over the whole box, sampled decodes, every
+# acquired point proposed
 CONFIG = BOConfig(
-    target="expression", iterations=3, batch_size=4, samples_per_point=6, surrogate="exact", acquisition="ei",
-    trust_region=False, max_training_points=150, acquisition_restarts=2, acquisition_raw_samples=32, seed=7,
+    target="expression", iterations=3, batch_size=4, samples_per_point=6, candidates_per_point=1, surrogate="exact",
+    acquisition="ei", trust_region=False, max_training_points=150, acquisition_restarts=2, acquisition_raw_samples=32,
+    seed=7,
 )
 
 

@@ -51,6 +51,8 @@ def test_two_processes_train_the_weights_of_one(tmp_path, environment, model):
     assert len(rows) == 3  # a header and one line per epoch: written once, by rank 0
     assert sorted(p.name for p in together.iterdir() if p.suffix == ".pt" or p.name.startswith("split")) == [
         "best.pt", "last.pt", "split.npz"]
+    if model != "grae":
+        return  # resuming does not depend on the objective
     # resuming the two-process run in one process continues where one process would be
     assert train(together, model, 3, 1, environment, "--resume").returncode == 0
     assert train(alone, model, 3, 1, environment, "--resume").returncode == 0

@@ -13,7 +13,7 @@ import torch
 from grammar_ae.training import load_checkpoint
 
 TRAIN = [
-    "train", "--grammar", "expressions", "--data", "expressions-generated", "--model", "grae", "--limit", "4000",
+    "train", "--grammar", "expressions", "--data", "expressions-generated", "--model", "grae", "--limit", "2000",
     "--batch-size", "10", "--epochs", "3", "--seed", "3", "--quiet",
     "--set", "network.latent_dim=6", "--set", "network.hidden=12", "--set", "network.gru_hidden=12",
     "--set", "network.gru_layers=1",
