@@ -44,11 +44,12 @@ case "$PART" in
   published|published-old|published-narrow)
     MODEL=${2:-expressions}
     OPTIONS=(--label "grae, new defaults")
+    NARROW=(--min-new-fraction 0 --restart-after 0)  # the region as before those settings
     if [ "$PART" = published-old ]; then
       OPTIONS=(--surrogate sparse --acquisition ei --samples-per-point 25 --max-training-points 10000 --trust-region
-               --candidates-per-point 1 --min-new-fraction 0 --restart-after 0 --label "grae, old defaults, trust region")
+               --candidates-per-point 1 "${NARROW[@]}" --label "grae, old defaults, trust region")
     elif [ "$PART" = published-narrow ]; then
-      OPTIONS=(--min-new-fraction 0 --restart-after 0 --label "grae, new defaults, region widened only on nothing new")
+      OPTIONS=("${NARROW[@]}" --label "grae, new defaults, region widened only on nothing new")
     fi
     grammar-ae benchmark bo --target expression --checkpoint "$MODEL" --seeds "$SEEDS" --iterations 5 --budget 250 \
       --device cpu --quiet --out "$OUT/expressions-$PART" "${OPTIONS[@]}"

@@ -62,8 +62,8 @@ RANDOM_POINTS = ("gaussian", "box")
 ITERATIONS_WITHOUT_BUDGET = 5
 ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
 RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
-SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1}  # how a run saved before the setting existed behaved
-TRUST_REGION_SETTINGS_BEFORE_ADDED = {"min_new_fraction": 0.0, "restart_after": 0}  # the same for trust_region_widths
+# how a run saved before a setting existed behaved (a dict: settings added inside a nested config)
+SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1, "trust_region_widths": {"min_new_fraction": 0.0, "restart_after": 0}}
 Report = Callable[[str], None]
 
 
@@ -228,13 +228,22 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
-    saved = {**asdict(BOConfig(config.target)), **SETTINGS_BEFORE_ADDED, **state.config}
-    saved["trust_region_widths"] = {**TRUST_REGION_SETTINGS_BEFORE_ADDED, **saved["trust_region_widths"]}
+    saved = _as_saved(state.config, config.target)
     changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and saved[key] != value]
     if changed:
         raise ConfigError(f"{out_dir}: cannot resume with a different {', '.join(changed)} than the saved run")
     state.config = asdict(config)
     return state
+
+
+def _as_saved(saved: dict, target: str) -> dict:
+    """The saved config with every setting added since filled in as the run behaved then."""
+    defaults = asdict(BOConfig(target))
+    filled = {**defaults, **SETTINGS_BEFORE_ADDED, **saved}
+    for key, before in SETTINGS_BEFORE_ADDED.items():
+        if isinstance(before, dict):
+            filled[key] = {**defaults[key], **before, **saved.get(key, {})}
+    return filled
 
 
 def finished(config: BOConfig, state: BOState) -> bool:
@@ -332,8 +341,7 @@ def _run_iteration(
     else:
         if config.trust_region:
             region = _current_region(state, config)
-            incumbent = region_centre(
-                latents, torch.tensor(ranked), region.abandoned, data.spread, config.trust_region_widths.maximum)
+            incumbent = region_centre(latents, ranked, region.abandoned, data.spread, config.trust_region_widths.maximum)
         points = _acquire(
             iteration, stage, latents, scores, incumbent, region, candidates, target, config, data, state, device, report)
     report(f"{stage} decode {len(points)} points ({config.decoding()})")

@@ -26,6 +26,7 @@ scored points nearest its centre (``local_points``), in the same standardised un
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -95,11 +96,15 @@ class TrustRegionState:
         return True
 
 
-def region_centre(latents: Tensor, ranked: Tensor, abandoned: list[dict], scale: Tensor, half_width: float) -> int:
+def region_centre(
+    latents: Tensor, ranked: Sequence[int] | Tensor, abandoned: list[dict], scale: Tensor, half_width: float,
+) -> int:
     """The first row of ``ranked`` (row indices, best first) outside the boxes ``centre +-
     half_width * scale`` of every abandoned centre; the best row when every row is inside one."""
-    centres = torch.tensor([a["centre"] for a in abandoned], dtype=latents.dtype).reshape(-1, latents.shape[-1])
-    for rows in ranked.split(ROWS_PER_CHECK):  # the best rows first; most searches stop in the first chunk
+    if not abandoned:
+        return int(ranked[0])
+    centres = torch.tensor([a["centre"] for a in abandoned], dtype=latents.dtype)
+    for rows in torch.as_tensor(ranked).split(ROWS_PER_CHECK):  # the best rows first; most searches stop in the first chunk
         inside = ((latents[rows, None, :] - centres).abs() <= half_width * scale).all(dim=-1).any(dim=-1)
         outside = (~inside).nonzero()
         if len(outside):
