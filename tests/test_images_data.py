@@ -95,18 +95,21 @@ def test_unknown_name_and_split_are_config_errors():
         load_image_dataset("digits", "valid")
 
 
+BAD_IDX_FILES = [
+    ("empty", b"", "the file is empty"),
+    ("short-header", bytes([0, 0, 0x08]), "truncated IDX header"),
+    ("bad-magic", bytes([0x12, 0x34, 0x08, 3]) + bytes(12), "wrong IDX magic number 0x12340803"),
+    ("short-dims", bytes([0, 0, 0x08, 3]) + np.asarray([2, 28], ">u4").tobytes(), "truncated IDX header"),
+    ("short-data", idx_bytes(np.zeros((2, 28, 28)))[:-5], "truncated IDX data"),
+    ("extra-bytes", idx_bytes(np.zeros((2, 28, 28))) + b"xx", "2 unexpected bytes"),
+    ("bad-gzip", gzip.compress(idx_bytes(np.zeros((2, 28, 28))), mtime=0)[:-9], "corrupt or truncated gzip"),
+    ("two-dims", idx_bytes(np.zeros((2, 28))), r"expected uint8 images of shape \(N, H, W\)"),
+]
+
+
+# Named ids: pytest-xdist workers must collect identical test names, and byte contents make poor ones.
 @pytest.mark.parametrize(
-    "content, problem",
-    [
-        (b"", "the file is empty"),
-        (bytes([0, 0, 0x08]), "truncated IDX header"),
-        (bytes([0x12, 0x34, 0x08, 3]) + bytes(12), "wrong IDX magic number 0x12340803"),
-        (bytes([0, 0, 0x08, 3]) + np.asarray([2, 28], ">u4").tobytes(), "truncated IDX header"),
-        (idx_bytes(np.zeros((2, 28, 28)))[:-5], "truncated IDX data"),
-        (idx_bytes(np.zeros((2, 28, 28))) + b"xx", "2 unexpected bytes"),
-        (gzip.compress(idx_bytes(np.zeros((2, 28, 28))))[:-9], "corrupt or truncated gzip"),
-        (idx_bytes(np.zeros((2, 28))), r"expected uint8 images of shape \(N, H, W\)"),
-    ],
+    "content, problem", [case[1:] for case in BAD_IDX_FILES], ids=[case[0] for case in BAD_IDX_FILES]
 )
 def test_bad_idx_image_files_name_the_file_and_the_problem(tmp_path, content, problem):
     write_mnist_like(tmp_path, "test", 2, seed=0, gz=True)
