@@ -1,9 +1,11 @@
-"""Package a trained run as a shipped model: data/models/<name>/{best.pt, split.npz, card.json}.
+"""Package a trained run as a shipped model: data/models/<name>/{best.pt, split.npz, card.json,
+sampler_*.pt}.
 
 The checkpoint keeps what loading needs (``grammar_ae.models.shipped.export_run``: spec,
 float16 weights, history, record, config, provenance) and drops the optimizer and schedule. The card holds the training command, the
 data checksum, the code version, the training time and the metrics that
-``grammar-ae evaluate <name> --json`` reproduces (computed here on the shipped weights).
+``grammar-ae evaluate <name> --json`` reproduces (computed here on the shipped weights). The
+latent densities that evaluation fits on the training codes are shipped too.
 
     python data/build_shipped_model.py RUN_DIR zinc --description "..." --command "grammar-ae train ..."
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 
 from grammar_ae.evaluation.run import evaluate_run
-from grammar_ae.models.shipped import CARD_FILE, export_run
+from grammar_ae.models.shipped import CARD_FILE, SAMPLER_FILES, export_run
 from grammar_ae.utils.files import atomic_write_json
 
 CARD_METRICS = (
@@ -47,6 +49,10 @@ def main() -> None:
         local = Path(tmp) / args.name
         shutil.copytree(out, local)
         metrics = evaluate_run(local, device="cpu", progress=True, options={})
+        for path in out.glob(SAMPLER_FILES):  # fitted for an earlier checkpoint
+            path.unlink()
+        for path in local.glob(SAMPLER_FILES):
+            shutil.copy2(path, out / path.name)
     record = state["record"]
     card = {
         "name": args.name,

@@ -70,3 +70,15 @@ def test_the_shipped_models_have_cards_and_decode(name, grammar):
     assert loaded.grammar_name == grammar
     decoded = loaded.decode(torch.zeros(1, loaded.latent_dim))
     assert len(decoded) == 1
+
+
+@pytest.mark.parametrize("name", ["zinc", "expressions"])
+def test_the_shipped_models_sample_from_their_shipped_densities(name, run_main, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a shipped model fitted a latent density (it needs its data set and minutes of encoding)")
+
+    monkeypatch.setattr("grammar_ae.models.run.fit_sampler", refuse)
+    for sampler in ("prior", "gaussian", "gmm"):
+        code, stdout, stderr = run_main("sample", name, "-n", "2", "--sampler", sampler)
+        assert code == 0, stderr
+        assert len(stdout.splitlines()) == 2

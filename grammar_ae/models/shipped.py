@@ -3,11 +3,13 @@ directory the model's ``fetch`` provides, wherever the argument is not an existi
 
 The package ships ``zinc`` (molecules, ZINC-250k) and ``expressions`` (the 100k expression
 set) in ``data/models/<name>/``: a weights-only checkpoint (``best.pt``, float16), the
-training split (``split.npz``) and a card (``card.json``: the training command, data
-checksum, code version, CPU time and the metrics ``evaluate`` reproduces). ``fetch`` copies
-them once into the cache (``$GRAMMAR_AE_CACHE/models/<name>-<sha256 prefix>``), where
-evaluation can store its fitted samplers next to them. Their data sets are resolved by name
-as for any run (``$GRAMMAR_AE_DATA``, the cache, or a download).
+training split (``split.npz``), a card (``card.json``: the training command, data
+checksum, code version, CPU time and the metrics ``evaluate`` reproduces) and the ex-post
+latent densities fitted on its training codes (``sampler_*.pt``), so that sampling needs
+neither the data set nor minutes of encoding. ``fetch`` copies them once into the cache
+(``$GRAMMAR_AE_CACHE/models/<name>-<sha256 prefix>``), where evaluation can store further
+fitted samplers next to them. Their data sets are resolved by name as for any run
+(``$GRAMMAR_AE_DATA``, the cache, or a download).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from grammar_ae.utils.files import atomic_path, sha256_file
 CARD_FILE = "card.json"
 SPLIT_FILE = "split.npz"
 SHIPPED_FILES = (BEST_CHECKPOINT, SPLIT_FILE, CARD_FILE)
+SAMPLER_FILES = "sampler_*.pt"  # ex-post densities, named by TrainedRun.sampler
 EXPORTED_KEYS = ("model_spec", "epoch", "best_epoch", "best_validation_loss", "history", "config", "record",
                  "world_size", "provenance")
 
@@ -77,8 +80,8 @@ def packaged_model(directory: Path) -> ShippedModel:
             staging = local.with_name(local.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
-            for name in SHIPPED_FILES:
-                shutil.copy2(directory / name, staging / name)
+            for path in [*(directory / name for name in SHIPPED_FILES), *directory.glob(SAMPLER_FILES)]:
+                shutil.copy2(path, staging / path.name)
             shutil.rmtree(local, ignore_errors=True)
             staging.rename(local)
         return local
