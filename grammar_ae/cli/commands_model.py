@@ -26,7 +26,7 @@ def load_sequence_run(run: Path | str, device: str):
     from grammar_ae.models.loading import load_run
     from grammar_ae.models.sequence.model import FAMILY
 
-    return load_run(run, device, family=FAMILY)
+    return load_run(run, device, family=FAMILY, progress=True)
 
 
 def train(
@@ -133,7 +133,7 @@ def sample(
     from grammar_ae.models.image.run import TrainedImageModel
     from grammar_ae.models.loading import load_run
 
-    loaded = load_run(run, device)
+    loaded = load_run(run, device, progress=True)
     if isinstance(loaded, TrainedImageModel):
         from grammar_ae.models.image.figures import write_sample_grid
 

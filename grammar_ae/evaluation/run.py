@@ -22,7 +22,7 @@ def evaluate_run(run_path: str | Path, device: str = "auto", progress: bool = Tr
     ``ImageEvaluationConfig`` (``seed``, ``inception``, ...) and leave the sequence settings aside.
     """
     options = dict(options or {})
-    run = load_run(run_path, device)
+    run = load_run(run_path, device, progress=progress)
     if isinstance(run, TrainedImageModel):
         wanted = {f.name for f in fields(ImageEvaluationConfig)}
         result = evaluate_image_run(run, {k: v for k, v in options.items() if k in wanted}, progress=progress)

@@ -15,10 +15,11 @@ from grammar_ae.training.checkpoint import FAMILY_KEY, load_checkpoint
 RUN_FAMILIES: dict[str, type[TrainedRun]] = {run.family: run for run in (TrainedSequenceModel, TrainedImageModel)}
 
 
-def load_run(path_or_name: str | Path, device: str = "auto", family: str | None = None) -> TrainedRun:
+def load_run(path_or_name: str | Path, device: str = "auto", family: str | None = None, progress: bool = False) -> TrainedRun:
     """The trained run at ``path_or_name`` (a run directory, a checkpoint file, or the name of a
     shipped model; an existing path wins) on ``device``. ``family`` ("sequence", "image"), when
-    given, is the family the caller needs; a run of another family is a one-line error."""
+    given, is the family the caller needs; a run of another family is a one-line error.
+    ``progress``: the run shows its slow steps on stderr."""
     checkpoint_file = checkpoint_path(resolve_run(path_or_name))
     state = load_checkpoint(checkpoint_file)
     spec = state.get("model_spec")
@@ -29,7 +30,7 @@ def load_run(path_or_name: str | Path, device: str = "auto", family: str | None 
         )
     if family is not None and found != family:
         raise CheckpointError(f"{path_or_name} holds a model of the {found} family; this needs one of the {family} family")
-    return RUN_FAMILIES[found](checkpoint_file, state, device)
+    return RUN_FAMILIES[found](checkpoint_file, state, device, progress)
 
 
 def load_latent_model(path_or_name: str | Path, device: str = "auto") -> TrainedSequenceModel:

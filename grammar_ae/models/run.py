@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError
@@ -26,11 +27,14 @@ from grammar_ae.objectives import (
 )
 from grammar_ae.utils.device import resolve_device
 from grammar_ae.utils.files import sha256_file
+from grammar_ae.utils.progress import progress_bar
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 SAMPLER_LATENTS = 20_000
 """Training codes (at most; a seeded subset of larger sets) that ex-post densities are fitted on."""
 SAMPLER_KINDS = ("prior", StandardNormalSampler.kind, *FITTED_KINDS)
+LATENT_CHUNK = 1_000
+"""Training items encoded per progress step when fitting densities."""
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -57,12 +61,14 @@ def sampler_subset(items: Sequence | np.ndarray) -> Sequence | np.ndarray:
 class TrainedRun(ABC):
     """A run's model in eval mode, built from a checkpoint ``state`` read from ``checkpoint_file``
     (``grammar_ae.models.loading.load_run`` reads it); subclasses say how a spec becomes a
-    model and what the training items are."""
+    model and what the training items are. ``progress`` shows the slow steps (reading the
+    data set, encoding training items for a density) on stderr."""
 
     family: ClassVar[str]
 
-    def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto"):
+    def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto", progress: bool = False):
         self.checkpoint_file = Path(checkpoint_file)
+        self.progress = progress
         self.run_dir = self.checkpoint_file.parent
         self.device = resolve_device(device)
         self.state = state
@@ -99,7 +105,14 @@ class TrainedRun(ABC):
     @cached_property
     def training_latents(self) -> Tensor:
         """Codes of (at most ``SAMPLER_LATENTS``, seeded) training items, for ex-post densities."""
-        return self.encode_items(sampler_subset(self.training_items()))
+        items = sampler_subset(self.training_items())
+        codes = []
+        with progress_bar(f"encoding {len(items):,} training items for a latent density", len(items),
+                          enabled=self.progress) as advance:
+            for start in range(0, len(items), LATENT_CHUNK):
+                codes.append(self.encode_items(items[start : start + LATENT_CHUNK]))
+                advance(len(codes[-1]))
+        return torch.cat(codes)
 
     def prior_sampler(self) -> LatentSampler | None:
         """The training prior, or None for models without one."""

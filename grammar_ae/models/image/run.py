@@ -25,8 +25,8 @@ class TrainedImageModel(TrainedRun):
 
     family = FAMILY
 
-    def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto"):
-        super().__init__(checkpoint_file, state, device)
+    def __init__(self, checkpoint_file: Path, state: dict, device: str = "auto", progress: bool = False):
+        super().__init__(checkpoint_file, state, device, progress)
         try:
             self.config = ImageRunConfig.from_record(self.record["config"], state["config"])
         except (KeyError, TypeError) as error:

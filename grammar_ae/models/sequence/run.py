@@ -64,7 +64,7 @@ class TrainedSequenceModel(TrainedRun):
             raise CheckpointError(f"{self.checkpoint_file}: the run records no data set")
         if data_file and Path(data_file).is_file():
             data_name = data_file  # the file trained on, where it still is; else resolve the name again
-        data = load_prepared(data_name, self.grammar, progress=False, form=self.spec.form)
+        data = load_prepared(data_name, self.grammar, progress=self.progress, form=self.spec.form)
         if data.input_sha256 != self.record.get("data_sha256"):
             raise DataError(
                 f"data {data_name}: checksum {data.input_sha256[:12]} differs from the one the model "
