@@ -108,7 +108,7 @@ def evaluate(
     from grammar_ae.evaluation.run import evaluate_run
 
     result = evaluate_run(
-        run, device=device, progress=not quiet and not json_output,
+        run, device=device, progress=not quiet,
         options={"items": items, "encode_samples": encode_samples, "decode_samples": decode_samples,
                  "prior_samples": prior_samples, "seed": seed, "inception": None if inception is None else str(inception),
                  "reference": None if reference is None else str(reference), "moses": moses},
