@@ -62,19 +62,26 @@ def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfi
         "reconstruction_accuracy": _reconstruction(model, held_out, config, progress),
     }
     samples = {}
-    for kind in ("prior", "gaussian", "gmm"):
-        z = model.sampler(kind).sample(config.prior_samples, torch.Generator().manual_seed(config.seed))
-        samples[kind] = model.decode(z)
-        quality = sample_quality(samples[kind], training, valid)
-        if quality["validity"] > 0 and quality["uniqueness"] < COLLAPSED_UNIQUENESS:
-            warn(f"{kind} samples collapse: uniqueness {quality['uniqueness']:.3g} (distinct among the valid ones)")
-        result.update({f"{kind}_{k}": v for k, v in quality.items()})
-    result["prior_sampler"] = "training prior" if model.prior_sampler() is not None else "fitted gaussian"
-    result["uniqueness"], result["novelty"] = result["prior_uniqueness"], result["prior_novelty"]
-    if model.grammar_name == "smiles" and config.moses:
-        reference, source = _reference(model, config, rng)
-        result.update(moses_metrics(samples["prior"], reference))
-        result["reference"] = {"source": source, "molecules": len(reference)}
+    moses = model.grammar_name == "smiles" and config.moses
+    kinds = ("prior", "gaussian", "gmm")
+    with progress_bar("samples", total=len(kinds) + int(moses), enabled=progress) as advance:
+        for kind in kinds:
+            advance(0, status=f"decode {config.prior_samples:,} {kind} samples")
+            z = model.sampler(kind).sample(config.prior_samples, torch.Generator().manual_seed(config.seed))
+            samples[kind] = model.decode(z)
+            quality = sample_quality(samples[kind], training, valid)
+            if quality["validity"] > 0 and quality["uniqueness"] < COLLAPSED_UNIQUENESS:
+                warn(f"{kind} samples collapse: uniqueness {quality['uniqueness']:.3g} (distinct among the valid ones)")
+            result.update({f"{kind}_{k}": v for k, v in quality.items()})
+            advance(1)
+        result["prior_sampler"] = "training prior" if model.prior_sampler() is not None else "fitted gaussian"
+        result["uniqueness"], result["novelty"] = result["prior_uniqueness"], result["prior_novelty"]
+        if moses:
+            reference, source = _reference(model, config, rng)
+            advance(0, status=f"MOSES metrics against {len(reference):,} reference molecules")
+            result.update(moses_metrics(samples["prior"], reference))
+            result["reference"] = {"source": source, "molecules": len(reference)}
+            advance(1)
     result["config"] = asdict(config)
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["provenance"] = provenance()
