@@ -82,3 +82,13 @@ def test_the_shipped_models_sample_from_their_shipped_densities(name, run_main, 
         code, stdout, stderr = run_main("sample", name, "-n", "2", "--sampler", sampler)
         assert code == 0, stderr
         assert len(stdout.splitlines()) == 2
+
+
+def test_a_cached_copy_made_before_the_densities_shipped_receives_them():
+    model = shipped.SHIPPED_MODELS["expressions"]
+    local = model.fetch()
+    for path in local.glob(shipped.SAMPLER_FILES):
+        path.unlink()
+    assert model.fetch() == local
+    packaged = {p.name for p in (shipped.embedded_path("models") / "expressions").glob(shipped.SAMPLER_FILES)}
+    assert packaged and packaged <= {p.name for p in local.glob(shipped.SAMPLER_FILES)}

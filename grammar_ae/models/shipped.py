@@ -80,10 +80,14 @@ def packaged_model(directory: Path) -> ShippedModel:
             staging = local.with_name(local.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
-            for path in [*(directory / name for name in SHIPPED_FILES), *directory.glob(SAMPLER_FILES)]:
-                shutil.copy2(path, staging / path.name)
+            for name in SHIPPED_FILES:
+                shutil.copy2(directory / name, staging / name)
             shutil.rmtree(local, ignore_errors=True)
             staging.rename(local)
+        for path in directory.glob(SAMPLER_FILES):  # also into copies made before they shipped
+            if not (local / path.name).is_file():
+                with atomic_path(local / path.name) as tmp:
+                    shutil.copy2(path, tmp)
         return local
 
     return ShippedModel(directory.name, fetch, card.get("description", ""), card)
