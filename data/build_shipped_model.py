@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from grammar_ae.evaluation.run import evaluate_run
-from grammar_ae.models.shipped import CARD_FILE, SAMPLER_FILES, export_run
+from grammar_ae.models.run import SAMPLER_FILES
+from grammar_ae.models.shipped import CARD_FILE, export_run
 from grammar_ae.utils.files import atomic_write_json
 
 CARD_METRICS = (

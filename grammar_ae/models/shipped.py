@@ -24,6 +24,7 @@ import numpy as np
 
 from grammar_ae.data.sources import embedded_path
 from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.models.run import SAMPLER_FILES
 from grammar_ae.training.checkpoint import BEST_CHECKPOINT, load_checkpoint, save_checkpoint
 from grammar_ae.utils.download import cache_root
 from grammar_ae.utils.files import atomic_path, sha256_file
@@ -31,7 +32,6 @@ from grammar_ae.utils.files import atomic_path, sha256_file
 CARD_FILE = "card.json"
 SPLIT_FILE = "split.npz"
 SHIPPED_FILES = (BEST_CHECKPOINT, SPLIT_FILE, CARD_FILE)
-SAMPLER_FILES = "sampler_*.pt"  # ex-post densities, named by TrainedRun.sampler
 EXPORTED_KEYS = ("model_spec", "epoch", "best_epoch", "best_validation_loss", "history", "config", "record",
                  "world_size", "provenance")
 
