@@ -8,6 +8,12 @@ data checksum, the code version, the training time and the metrics that
 latent densities that evaluation fits on the training codes are shipped too.
 
     python data/build_shipped_model.py RUN_DIR zinc --description "..." --command "grammar-ae train ..."
+
+When decoding changes (the SMILES checks), ``--refresh NAME`` evaluates a shipped model again
+with the current code and rewrites its card's metrics, recording the code version they were
+computed with (``metrics_code_version``); weights and training record stay as shipped.
+
+    python data/build_shipped_model.py --refresh zinc
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from grammar_ae.evaluation.run import evaluate_run
 from grammar_ae.models.run import SAMPLER_FILES
 from grammar_ae.models.shipped import CARD_FILE, export_run
 from grammar_ae.utils.files import atomic_write_json
+from grammar_ae.utils.provenance import code_version
 
 CARD_METRICS = (
     "reconstruction_accuracy", "prior_validity", "gaussian_validity", "gmm_validity", "uniqueness", "novelty",
@@ -31,14 +38,53 @@ CARD_METRICS = (
 )
 
 
+def evaluate_copy(out: Path, name: str) -> dict:
+    """The evaluation of the shipped model in ``out`` (on a copy: evaluation may add files),
+    with its fitted densities copied back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / name
+        shutil.copytree(out, local)
+        metrics = evaluate_run(local, device="cpu", progress=True, options={})
+        for path in out.glob(SAMPLER_FILES):  # fitted for an earlier checkpoint
+            path.unlink()
+        for path in local.glob(SAMPLER_FILES):
+            shutil.copy2(path, out / path.name)
+    return metrics
+
+
+def card_metrics(metrics: dict, name: str) -> dict:
+    return {
+        "metrics": {key: metrics[key] for key in CARD_METRICS if key in metrics},
+        "evaluation": {"command": f"grammar-ae evaluate {name} --json", "config": metrics.get("config")},
+    }
+
+
+def refresh(name: str) -> None:
+    out = Path(__file__).parent / "models" / name
+    card_file = out / CARD_FILE
+    if not card_file.is_file():
+        raise SystemExit(f"error: {card_file}: no shipped model {name!r} to refresh")
+    card = json.loads(card_file.read_text())
+    card.update(card_metrics(evaluate_copy(out, name), name), metrics_code_version=code_version())
+    atomic_write_json(card_file, card)
+    print(json.dumps(card["metrics"], indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="run directory (its best.pt is shipped)")
-    parser.add_argument("name")
-    parser.add_argument("--description", required=True)
-    parser.add_argument("--command", required=True, help="the grammar-ae train command(s) that trained it")
+    parser.add_argument("run", type=Path, nargs="?", help="run directory (its best.pt is shipped)")
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--description")
+    parser.add_argument("--command", help="the grammar-ae train command(s) that trained it")
     parser.add_argument("--threads", type=int, default=1, help="threads per training process (for the CPU time of old epochs)")
+    parser.add_argument("--refresh", metavar="NAME", help="evaluate a shipped model again and rewrite its card's metrics")
     args = parser.parse_args()
+    if args.refresh:
+        if args.run or args.name:
+            parser.error("--refresh takes only the shipped model's name")
+        return refresh(args.refresh)
+    if not (args.run and args.name and args.description and args.command):
+        parser.error("building a shipped model needs RUN NAME --description --command")
 
     out = Path(__file__).parent / "models" / args.name
     state = export_run(args.run, out)
@@ -46,14 +92,7 @@ def main() -> None:
     history = state["history"]
     wall = sum(row["seconds"] for row in history)
     cpu = sum(row.get("cpu_seconds", row["seconds"] * args.threads) for row in history)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / args.name
-        shutil.copytree(out, local)
-        metrics = evaluate_run(local, device="cpu", progress=True, options={})
-        for path in out.glob(SAMPLER_FILES):  # fitted for an earlier checkpoint
-            path.unlink()
-        for path in local.glob(SAMPLER_FILES):
-            shutil.copy2(path, out / path.name)
+    metrics = evaluate_copy(out, args.name)
     record = state["record"]
     card = {
         "name": args.name,
@@ -66,8 +105,7 @@ def main() -> None:
                      "wall_hours": round(wall / 3600, 2), "cpu_hours": round(cpu / 3600, 2),
                      "machine": "2-core CPU (bf16 matrix units), no GPU"},
         "parameters": record.get("parameters"),
-        "metrics": {key: metrics[key] for key in CARD_METRICS if key in metrics},
-        "evaluation": {"command": f"grammar-ae evaluate {args.name} --json", "config": metrics.get("config")},
+        **card_metrics(metrics, args.name),
     }
     atomic_write_json(out / CARD_FILE, card)
     print(json.dumps(card, indent=1))

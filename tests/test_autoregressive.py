@@ -203,11 +203,12 @@ def _write(path, text):
     return path
 
 
-def _replay_through_ring_checks(codec, strings):
-    """Feed true token sequences through the ring checks; True per string if every true token was allowed."""
+def _replay_through_checks(codec, strings, max_ring_size=7):
+    """Feed true token sequences through the chemistry checks: per string, whether every true
+    token was allowed, and whether every one was preferred (rings within ``max_ring_size``)."""
     from grammar_ae.decoding.smiles_checks import SmilesChecks
 
-    checks, tables = SmilesChecks(codec.folded), codec.tables
+    checks, tables = SmilesChecks(codec.folded, max_ring_size), codec.tables
     tokens = codec.padded(strings)
     batch, steps = tokens.shape
     symbol_rules, push = torch.as_tensor(tables.symbol_rules), torch.as_tensor(tables.push)
@@ -215,16 +216,23 @@ def _replay_through_ring_checks(codec, strings):
     stack = torch.zeros((tables.stack_depth(steps), batch), dtype=torch.long)
     stack[0], stack[1] = tables.padding_symbol, tables.start_symbol
     pointer, offsets = torch.ones((1, batch), dtype=torch.long), torch.arange(tables.max_push).unsqueeze(1)
-    state, passed = checks.start(batch, torch.device("cpu")), torch.ones(batch, dtype=torch.bool)
+    state = checks.start(batch, torch.device("cpu"))
+    passed, preferred = torch.ones(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)
     for step in range(steps):
         top, chosen = stack.gather(0, pointer).view(-1), tokens[:, step]
         candidates = symbol_rules[top]
-        allowed = ((candidates == chosen[:, None]) & checks.allowed(state, top, candidates, pointer.view(-1))).any(1)
-        passed &= allowed | (chosen == codec.padding_token)
+        allowed, liked = checks.masks(state, top, candidates, pointer.view(-1))
+        is_chosen, padding = candidates == chosen[:, None], chosen == codec.padding_token
+        passed &= (is_chosen & allowed).any(1) | padding
+        preferred &= (is_chosen & liked).any(1) | padding
         state = checks.update(state, top, chosen, pointer.view(-1))
         stack.scatter_(0, pointer + offsets, push[chosen].t())
         pointer = pointer + delta[chosen].view(1, -1)
-    return passed
+    return passed, preferred
+
+
+def _replay_through_ring_checks(codec, strings):
+    return _replay_through_checks(codec, strings)[0]
 
 
 def test_chemistry_checks_allow_every_zinc_molecule_and_refuse_broken_ones(zinc_smiles):
@@ -239,6 +247,42 @@ def test_chemistry_checks_allow_every_zinc_molecule_and_refuse_broken_ones(zinc_
                       "C[C@@H](C)(C)C", "C[NH+](C)(C)C", "C[O-]C", "[CH2]=[CH2]C"]
     assert not _replay_through_ring_checks(codec, broken_rings + broken_valence).any()
     assert _replay_through_ring_checks(codec, ["CC(C1)C1", "C1CC(C)(C1)C", "OS(=O)(=O)C", "C[N+](C)(C)C", "[O-]C(C)=O"]).all()
+    # a ring bond's order is taken from both its atoms, wherever it is written
+    broken_ring_orders = ["O=C1CCCCC=1", "CC1=CC(OCN[C@@H]2CC)=C(C(=O)OC1(CC=2))", "C=1CCCC(=O)C1=O", "N#C1CCC=1"]
+    assert not _replay_through_ring_checks(codec, broken_ring_orders).any()
+    assert _replay_through_ring_checks(codec, ["C1CCCCC=1", "C=1CCCCC1", "C=1CCCCC=1", "C1CCCC2CCCCC=12"]).all()
+
+
+def test_ring_size_preference_keeps_every_zinc_molecule_with_small_rings(zinc_smiles):
+    """Every Kekule ZINC molecule whose rings have at most 7 atoms is preferred token by token
+    (fused, bridged and spiro rings included: sizes are graph distances, and a ring closed
+    with 8 atoms before the bridge that halves it is kept); larger rings are not."""
+    from rdkit import Chem
+
+    from grammar_ae.chemistry import kekule_smiles
+
+    codec = GrammarTokens(Grammar.load("smiles"))
+    sample = [kekule_smiles(s) for s in zinc_smiles[::100]]
+    molecules = [Chem.MolFromSmiles(s) for s in sample]
+    largest = np.array([max((len(r) for r in m.GetRingInfo().AtomRings()), default=0) for m in molecules])
+    allowed, preferred = _replay_through_checks(codec, sample)
+    assert allowed.all() and preferred[torch.from_numpy(largest <= 7)].all()
+    small = ["C1CCCCCC1", "C1=CC=C2C=CC=CC2=C1", "C12CC(C2)CC1", "C1CCC2(CC1)CCCCC2", "C1CC(CCCCCCCCCC)CC1",
+             "C1CCC2C(C1)CCC1C2CCC2CCCC12", "C1CC2CCCC(C1)N2C"]
+    allowed, preferred = _replay_through_checks(codec, small)
+    assert allowed.all() and preferred.all()
+    large = ["C1CCCCCCC1", "C1CCCCCCCCCCC1", "C1CC2CCCCCCCC2C1"]
+    allowed, preferred = _replay_through_checks(codec, large)
+    assert allowed.all() and not preferred.any()
+    assert _replay_through_checks(codec, ["C1CCCCCCC1"], max_ring_size=8)[1].all()
+
+
+def test_an_open_ring_is_closed_before_it_grows_too_large():
+    """A chain that has gone max_ring_size - 1 atoms from a ring's opener should close it: the
+    next atom without a ring bond is not preferred, one that closes the ring is."""
+    codec = GrammarTokens(Grammar.load("smiles"))
+    _, preferred = _replay_through_checks(codec, ["C1CCCCCC1C", "C1CCCCCCC1", "C1CCCCCC(C)C1", "C1CCCCC(CCC)C1"])
+    assert preferred.tolist() == [True, False, False, True]
 
 
 def test_decoding_with_ring_checks_closes_rings():

@@ -47,8 +47,8 @@ def decode_autoregressive(
 ) -> DecodedRules:
     """Tokens (B, max_steps), padded with the padding production after the end, and whether
     each derivation ended within ``max_steps`` (B,). ``constraint`` (SMILES chemistry checks)
-    removes further choices per sequence; a sequence it would leave without any keeps the
-    grammar's."""
+    removes further choices per sequence, and its preferred ones (ring sizes) are kept where
+    any is left; a sequence the checks would leave without any keeps the grammar's."""
     device, batch = z.device, len(z)
     symbol_rules = torch.as_tensor(tables.symbol_rules, device=device)
     slot_penalty = torch.as_tensor(tables.live_slots, device=device).logical_not().float() * -1e30
@@ -76,7 +76,10 @@ def decode_autoregressive(
         scores = logits.float().gather(1, candidates)
         penalty = slot_penalty.index_select(0, top)
         if constraint is not None:
-            allowed = constraint.allowed(checks, top, candidates, pointer.view(-1)) & (penalty == 0)
+            allowed, preferred = constraint.masks(checks, top, candidates, pointer.view(-1))
+            allowed &= penalty == 0
+            preferred &= allowed
+            allowed = torch.where(preferred.any(1, keepdim=True), preferred, allowed)  # ring sizes where they leave a choice
             allowed |= ~allowed.any(1, keepdim=True)  # nothing left: the grammar's choices
             penalty = torch.where(allowed, penalty, -1e30)
         if sample:

@@ -24,14 +24,29 @@ and hydrogen count, ``CHARGED_VALENCE``):
   exocyclic double bonds) is below the bonds its place already needs: the bond to the atom
   before it, one to the next atom of its chain, one per ring bond and branch its structure
   names;
-- one more ring bond or branch on an atom without free valence, and a double or triple
-  bond that its atoms cannot take.
+- one more ring bond or branch on an atom without free valence, a hydrogen count on a
+  bracket atom without room for one, and a double or triple bond that its atoms cannot take
+  (a ring bond's order, written where the ring opens or where it closes, is taken from both
+  its atoms; after its brackets an atom's free valence only decreases).
 
 Every valid SMILES derivation passes these checks (the tests replay ZINC through them, as
 written and in Kekulé form), so they never change a decode the model gets right; they
-only redirect the ones it gets wrong. Aromaticity is not checked: a model of Kekulé SMILES
-(``kekulize``) needs none. The checks work on folded tokens (``grammar.folding``) of
-grammars with the SMILES grammar's symbols and rules.
+only redirect the ones it gets wrong.
+
+Ring sizes are a preference, not a check (the second mask of ``masks``; decoding applies it
+where it leaves a choice): a ring closes only when the ring it makes has at most
+``max_ring_size`` atoms (7: the MOSES filters reject rings of 8 or more, 0.3 % of ZINC; None:
+no preference), and an atom closes the rings that no later atom could close within that
+size. Sizes are exact graph distances, kept per sequence between the atoms a later bond can
+reach: each open ring's opening atom and each branch level's last atom (a fused ring closes
+over the bonds of the rings before it). A later atom reaches the molecule through one of
+those atoms, so the smallest ring it could close is known before it is placed; an atom that
+closes several rings may close each over the bond of another. Every Kekulé ZINC molecule
+whose rings have at most 7 atoms is preferred token by token (tested).
+
+Aromaticity is not checked: a model of Kekulé SMILES (``kekulize``) needs none. The checks
+work on folded tokens (``grammar.folding``) of grammars with the SMILES grammar's symbols
+and rules.
 """
 
 from __future__ import annotations
@@ -45,7 +60,7 @@ from torch import Tensor
 from grammar_ae.grammar.folding import FoldedGrammar
 
 ATOM_SYMBOLS = ("chain", "branched_atom", "branch", "BB")
-REQUIRED_SYMBOLS = (*ATOM_SYMBOLS, "RB", "ringbond", "DIGIT", "bond", "atom")
+REQUIRED_SYMBOLS = (*ATOM_SYMBOLS, "RB", "ringbond", "DIGIT", "bond", "atom", "hcount")
 LABELS = 8  # ring digits 1..8
 DEPTH = 16  # branch nesting followed (deeper branches are treated as the 16th level)
 VALENCE = {"B": 3, "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "Cl": 1, "Br": 1, "I": 1,
@@ -57,6 +72,9 @@ CHARGED_VALENCE = {  # largest valence at charge -1, 0, +1 (isoelectronic neighb
     "F": (0, 1, 2), "Cl": (0, 1, 2), "Br": (0, 1, 2), "I": (0, 1, 2),
     "c": (4, 4, 4), "n": (3, 3, 4), "o": (2, 2, 3), "s": (4, 4, 4),
 }
+MAX_RING_SIZE = 7
+ANCHORS = LABELS + DEPTH  # distance slots: the opener of each ring label, then each level's last atom
+FAR = 64  # distances at or beyond it are "not connected yet"
 NO_CHARGE_AFTER = (("BAI", ("symbol",)), ("BAI", ("isotope", "symbol")), ("BAC", ("chiral",)), ("BAH", ("hcount",)))
 
 
@@ -86,6 +104,11 @@ class SmilesState:
     charge: Tensor  # its charge (-1, 0, +1)
     charge_closed: Tensor  # no charge can follow in its bracket
     digit_role: Tensor  # the next DIGIT token: 1 a hydrogen count, 2 / -2 a charge's size, 0 other
+    written_order: Tensor  # the order written before the ring digit that follows (0: none)
+    ring_order: Tensor  # (B, LABELS) the order written where each open ring opened (0: none)
+    opener_free: Tensor  # (B, LABELS) the free valence of each open ring's opening atom
+    distance: Tensor  # (B, ANCHORS, ANCHORS) graph distances between ring openers and levels' last atoms
+    must_close: Tensor  # ring labels the current atom should close (no later atom could, within the size)
 
     def select(self, rows: Tensor) -> SmilesState:
         return SmilesState(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
@@ -95,7 +118,8 @@ class SmilesChecks:
     """The checks for one folded SMILES grammar (``applies`` says whether a grammar has the
     symbols and rules they need)."""
 
-    def __init__(self, folded: FoldedGrammar):
+    def __init__(self, folded: FoldedGrammar, max_ring_size: int | None = MAX_RING_SIZE):
+        self.max_ring_size = max_ring_size  # None: no preference
         grammar = folded.grammar
         index = grammar.symbol_index
         rules = grammar.rules
@@ -108,7 +132,8 @@ class SmilesChecks:
             "starts_atom", "adds_ring_bonds", "adds_branches", "valence", "ring_digit", "plain_digit",
             "more_ring_bonds", "last_ring_bond", "more_branches", "sets_pending", "opens_branch",
             "order", "pushed_atom_symbols", "pushed_ringbonds", "pushed_branched_atoms",
-            "bracket_element", "hydrogens", "hydrogen_digit", "charge", "charge_digit", "closes_charge")}
+            "bracket_element", "hydrogens", "hydrogen_digit", "charge", "charge_digit", "closes_charge",
+            "pushes_hydrogens")}
         digit_of = {rule("DIGIT", (str(d),)): d for d in range(1, LABELS + 1)}
         ringbond_digit, ringbond_bond = rule("ringbond", ("DIGIT",)), rule("ringbond", ("bond", "DIGIT"))
         rb_more, rb_one, bb_more = rule("RB", ("RB", "ringbond")), rule("RB", ("ringbond",)), rule("BB", ("BB", "branch"))
@@ -156,6 +181,7 @@ class SmilesChecks:
             table["pushed_atom_symbols"][token] = sum(s in atom_symbols for s in pushed)
             table["pushed_ringbonds"][token] = sum(s == index["ringbond"] for s in pushed)
             table["pushed_branched_atoms"][token] = sum(s == index["branched_atom"] for s in pushed)
+            table["pushes_hydrogens"][token] = int(index["hcount"] in pushed)  # at least one hydrogen to come
         symbols = len(grammar.lhs_symbols)
         self.is_atom_symbol = torch.zeros(symbols, dtype=torch.long)
         self.is_atom_symbol[[*atom_symbols, index[grammar.start]]] = 1  # the start symbol becomes the main chain
@@ -196,6 +222,9 @@ class SmilesChecks:
             bond_order=zeros.clone(), needed=zeros.clone(), ring_extra=zeros.clone(), element=zeros.clone(),
             hydrogens=zeros.clone(),
             charge=zeros.clone(), charge_closed=zeros.bool(), digit_role=zeros.clone(),
+            written_order=zeros.clone(), ring_order=levels[:, :LABELS].clone(), opener_free=levels[:, :LABELS].clone(),
+            distance=torch.full((batch, ANCHORS, ANCHORS), FAR, dtype=torch.long, device=device),
+            must_close=zeros.clone(),
         )
 
     # -- helpers ---------------------------------------------------------------------------
@@ -277,12 +306,83 @@ class SmilesChecks:
         return {"element": element, "hydrogens": hydrogens, "charge": charge, "closed": closed,
                 "valence": torch.where(closed, exact, best), "fresh": fresh}
 
+    # -- ring sizes -----------------------------------------------------------------------------
+    @staticmethod
+    def _level_slot(level: Tensor) -> Tensor:
+        return LABELS + level.clamp(0, DEPTH - 1)
+
+    @staticmethod
+    def _row(distance: Tensor, slot: Tensor) -> Tensor:
+        """(B, ANCHORS) distances from anchor ``slot`` (B,)."""
+        return distance.gather(1, slot.view(-1, 1, 1).expand(-1, 1, ANCHORS)).squeeze(1)
+
+    @staticmethod
+    def _set_anchor(distance: Tensor, slot: Tensor, row: Tensor, rows: Tensor) -> Tensor:
+        """``distance`` with anchor ``slot`` (B,) at distances ``row`` (B, ANCHORS), where ``rows``."""
+        row = row.scatter(1, slot.unsqueeze(1), 0)
+        index = slot.view(-1, 1, 1)
+        updated = distance.scatter(1, index.expand(-1, 1, ANCHORS), row.unsqueeze(1))
+        updated = updated.scatter(2, index.expand(-1, ANCHORS, 1), row.unsqueeze(2))
+        return torch.where(rows.view(-1, 1, 1), updated, distance)
+
+    def _new_atom_distances(self, state: SmilesState, c: dict[str, Tensor]) -> Tensor:
+        """(B, ANCHORS) distances from an atom placed now: one bond beyond its predecessor."""
+        before = self._row(state.distance, self._level_slot(c["before"]))
+        return torch.where((c["before"] >= 0).unsqueeze(1), before + 1, FAR).clamp(max=FAR)
+
+    def _must_close(self, state: SmilesState, c: dict[str, Tensor], atom: Tensor) -> Tensor:
+        """Ring labels (bits) an atom placed now at distances ``atom`` should close: open rings it
+        can close within the size that no later atom could. A later atom bonds to this atom, to
+        an outer level's last atom or to another open ring's opener, so it is at least one bond
+        beyond the nearest of them."""
+        if self.max_ring_size is None:
+            return torch.zeros_like(state.must_close)
+        labels = torch.arange(LABELS, device=atom.device)
+        is_open = ((state.open_rings.unsqueeze(1) >> labels) & 1).bool()  # (B, LABELS)
+        other_openers = is_open.unsqueeze(2) & (labels.unsqueeze(1) != labels)  # (B, opener, ring)
+        outer = torch.arange(DEPTH, device=atom.device) < c["depth"].unsqueeze(1)  # (B, DEPTH)
+        entry = torch.cat([other_openers, outer.unsqueeze(2).expand(-1, -1, LABELS)], dim=1)
+        nearest = torch.where(entry, state.distance[:, :, :LABELS], FAR).amin(1)  # (B, LABELS)
+        to_opener = atom[:, :LABELS]
+        later = torch.minimum(nearest, to_opener) + 2 <= self.max_ring_size
+        must = is_open & ~later & (to_opener + 1 <= self.max_ring_size)
+        return (must.long() << labels).sum(1)
+
+    def _distances_after(self, state: SmilesState, c: dict[str, Tensor], new_atom: Tensor, label: Tensor,
+                         opening: Tensor) -> tuple[Tensor, Tensor]:
+        """Distances and must-close labels after a token: a new atom takes its level's slot, a
+        ring opening copies its atom into the label's slot, a closure adds its bond (every
+        distance through it shortens) and frees the label's slot."""
+        distance = state.distance
+        atom = self._new_atom_distances(state, c)
+        here = self._level_slot(c["depth"])
+        must_close = torch.where(new_atom, self._must_close(state, c, atom), state.must_close)
+        distance = self._set_anchor(distance, here, atom, new_atom)
+        opener = (label - 1).clamp_min(0)
+        distance = self._set_anchor(distance, opener, self._row(distance, here), opening)
+        closing = (label > 0) & ~opening
+        from_opener, from_atom = self._row(distance, opener), self._row(distance, here)
+        shortcut = torch.minimum(from_opener.unsqueeze(2) + 1 + from_atom.unsqueeze(1),
+                                 from_atom.unsqueeze(2) + 1 + from_opener.unsqueeze(1))
+        closed = torch.minimum(distance, shortcut).clamp(max=FAR)
+        freed = torch.full_like(from_opener, FAR)
+        distance = torch.where(closing.view(-1, 1, 1), self._set_anchor(closed, opener, freed, closing), distance)
+        bit = torch.where(label > 0, 1 << opener, 0)
+        return distance, torch.where(closing, must_close & ~bit, must_close)
+
     # -- the checks -------------------------------------------------------------------------
     def allowed(self, state: SmilesState, top: Tensor, candidates: Tensor, position: Tensor) -> Tensor:
         """(B, K) True where candidate token k keeps sequence b valid (``position``: where the
         popped symbol was on the stack)."""
+        return self.masks(state, top, candidates, position)[0]
+
+    def masks(self, state: SmilesState, top: Tensor, candidates: Tensor, position: Tensor) -> tuple[Tensor, Tensor]:
+        """``allowed`` and (B, K) ``preferred``: the candidates that keep rings within
+        ``max_ring_size`` atoms (close no larger ring, leave no ring that only this atom can
+        close open)."""
         t = {name: values[candidates] for name, values in self.tables.items()}
-        c = {name: value.unsqueeze(1) for name, value in self._context(state, top, position).items()}
+        context = self._context(state, top, position)
+        c = {name: value.unsqueeze(1) for name, value in context.items()}
         last, open_count = c["last"], _popcount(state.open_rings).unsqueeze(1)
         starts, branches, ring_bonds = t["starts_atom"].bool(), t["adds_branches"].bool(), t["adds_ring_bonds"].bool()
         # rings
@@ -301,11 +401,48 @@ class SmilesChecks:
         needed = torch.where(starts, self._structure(t, c, open_count)[0], state.needed.unsqueeze(1))
         ok &= ~((t["valence"] > 0) & (t["valence"] < needed))
         bracket = self._bracket(state, t)
-        ok &= ~(~bracket["fresh"] & (bracket["valence"] - bracket["hydrogens"] < needed))
+        ok &= ~(~bracket["fresh"] & (bracket["valence"] - bracket["hydrogens"] - t["pushes_hydrogens"] < needed))
         ok &= ~((t["more_ring_bonds"] + t["more_branches"]).bool() & (c["free_here"] < 1))
         bond_free = torch.where(state.digit_pending.unsqueeze(1), c["free_here"], c["free_before"])
         ok &= ~((t["order"] > 1) & (bond_free < t["order"] - 1))
-        return ok
+        opener = (label - 1).clamp_min(0)
+        closing, written = event & is_open, state.written_order.unsqueeze(1)
+        opened_with = state.ring_order.gather(1, opener)
+        ok &= ~(closing & (written == 0) & (c["free_here"] < opened_with - 1))
+        ok &= ~(closing & (opened_with == 0) & (state.opener_free.gather(1, opener) < written - 1))
+        # the last atom's ring bonds all close: a bond order needs an open ring whose opener takes it
+        labels = torch.arange(LABELS, device=label.device)
+        closable_now = ((state.open_rings & ~context["barred"]).unsqueeze(1) >> labels) & 1 == 1  # (B, LABELS)
+        order = t["order"].unsqueeze(2)  # (B, K, 1) against every ring
+        takes = closable_now.unsqueeze(1) & torch.where(
+            state.ring_order.unsqueeze(1) == 0, state.opener_free.unsqueeze(1) >= order - 1, state.ring_order.unsqueeze(1) == order)
+        pending_order = state.digit_pending.unsqueeze(1) & (t["order"] > 1)
+        ok &= ~(last & pending_order & ~takes.any(2))
+        if self.max_ring_size is None:
+            return ok, torch.ones_like(ok)
+        # ring sizes
+        here = self._row(state.distance, self._level_slot(context["depth"])).gather(1, opener)
+        # an atom closing several rings: each ring may go through the bond of another closed here
+        others = state.open_rings.unsqueeze(1) & ~bit
+        via_other = torch.where((others.unsqueeze(2) >> torch.arange(LABELS, device=bit.device)) & 1 == 1,
+                                state.distance[:, :LABELS, :LABELS].gather(2, opener.unsqueeze(1).expand(-1, LABELS, -1)).transpose(1, 2), FAR)
+        shortest = torch.where(c["ringbonds"] > 0, torch.minimum(here, via_other.amin(2) + 1), here)
+        # a bridge still to come (a later atom bonded to an outer level's last atom or to another
+        # opener) may make a smaller ring of this one: at least two bonds from such an atom
+        anchors = torch.arange(ANCHORS, device=bit.device)
+        outer = (anchors >= LABELS) & (anchors - LABELS < context["depth"].unsqueeze(1))  # (B, ANCHORS)
+        opened = (anchors < LABELS) & ((state.open_rings.unsqueeze(1) >> anchors.clamp(max=LABELS - 1)) & 1 == 1)
+        entry = (outer | opened).unsqueeze(2) & (anchors.view(1, -1, 1) != opener.unsqueeze(1))  # (B, ANCHORS, K)
+        to_opener = state.distance.gather(2, opener.unsqueeze(1).expand(-1, ANCHORS, -1))
+        shortest = torch.minimum(shortest, torch.where(entry, to_opener, FAR).amin(1) + 2)
+        must = state.must_close.unsqueeze(1)
+        next_must = self._must_close(state, context, self._new_atom_distances(state, context)).unsqueeze(1)
+        preferred = ~(closing & (shortest + 1 > self.max_ring_size))
+        preferred &= ~(event & ((must & bit) == 0) & (c["ringbonds"] < _popcount(must)))
+        preferred &= ~(t["last_ring_bond"].bool() & (c["ringbonds"] + 1 < _popcount(must)))
+        preferred &= ~(t["sets_pending"].bool() & (must != 0))  # a forced closure takes a single bond
+        preferred &= ~(starts & (next_must != 0) & ~ring_bonds)
+        return ok, preferred
 
     def update(self, state: SmilesState, top: Tensor, chosen: Tensor, position: Tensor) -> SmilesState:
         t = {name: values[chosen] for name, values in self.tables.items()}
@@ -319,20 +456,28 @@ class SmilesChecks:
         # a new atom: bonded to its predecessor, the last atom of its level from now on
         bonded = torch.where(new_atom, c["barred"], state.bonded_labels) | torch.where(opening, bit, 0)
         has_atom = self._put(state.has_atom, level, self._at(state.has_atom, level) | new_atom)
+        closing = (label > 0) & ~opening
         last_opened = torch.where(new_atom, 0, self._at(state.opened_by_last, level)) | torch.where(opening, bit, 0)
-        opened_by_last = self._put(state.opened_by_last, level, last_opened)
+        opened_by_last = self._put(state.opened_by_last, level, last_opened) & ~torch.where(closing, bit, 0).unsqueeze(1)
         to_come = self._put(state.atoms_to_come, level, c["to_come"] + t["pushed_branched_atoms"])
         structure, extra = self._structure(t, c, _popcount(state.open_rings))
         needed = torch.where(new_atom, structure, state.needed)
         ring_extra = torch.where(new_atom, extra, state.ring_extra)
         bracket = self._bracket(state, t)
-        in_bracket = ~bracket["fresh"] & (bracket["element"] > 0)
+        # inside the brackets the free valence follows what they say; after them it only decreases
+        says = (t["bracket_element"] > 0) | (t["hydrogens"] > 0) | (t["charge"] != 0) | t["closes_charge"].bool()
+        says |= (state.digit_role != 0) & (t["plain_digit"] > 0)
+        in_bracket = ~bracket["fresh"] & (bracket["element"] > 0) & says
         named = needed - ring_extra  # the extra ring bonds are taken from the free valence one by one
         free_here = torch.where(typed, t["valence"] - named, c["free_here"])
         free_here = torch.where(in_bracket, bracket["valence"] - bracket["hydrogens"] - named, free_here)
         free_here = free_here - t["more_ring_bonds"] - t["more_branches"]
         ring_bond = state.digit_pending & (t["order"] > 0)
         free_here = free_here - torch.where(ring_bond, (t["order"] - 1).clamp_min(0), 0)
+        opener = (label - 1).clamp_min(0)
+        opened_with = state.ring_order.gather(1, opener.unsqueeze(1))[:, 0]
+        free_here = free_here - torch.where(closing & (state.written_order == 0), (opened_with - 1).clamp_min(0), 0)
+        ring_order = torch.where(opening.unsqueeze(1), state.ring_order.scatter(1, opener.unsqueeze(1), state.written_order.unsqueeze(1)), state.ring_order)
         free = self._put(state.free, level, free_here)
         chain_bond = ~state.digit_pending & (t["order"] > 0)
         free_before = c["free_before"] - torch.where(chain_bond, (t["order"] - 1).clamp_min(0), 0)
@@ -344,6 +489,10 @@ class SmilesChecks:
         branch_start = torch.where(enters.unsqueeze(1), self._put(state.branch_start, inner, position), state.branch_start)
         has_atom = torch.where(enters.unsqueeze(1), self._put(has_atom, inner, torch.zeros_like(new_atom)), has_atom)
         to_come = torch.where(enters.unsqueeze(1), self._put(to_come, inner, torch.zeros_like(depth)), to_come)
+        distance, must_close = self._distances_after(state, c, new_atom, label, opening)
+        # each open ring's opener: the free valence of the level it is (or was last) the atom of
+        opened = ((opened_by_last.unsqueeze(2) >> torch.arange(LABELS, device=free.device)) & 1).bool()  # (B, DEPTH, LABELS)
+        opener_free = torch.where(opened.any(1), (opened * free.unsqueeze(2)).sum(1), state.opener_free)
         return SmilesState(
             atom_symbols=state.atom_symbols - self.is_atom_symbol[top] + t["pushed_atom_symbols"],
             ringbonds=c["ringbonds"] + t["pushed_ringbonds"],
@@ -364,6 +513,11 @@ class SmilesChecks:
             charge=bracket["charge"],
             charge_closed=bracket["closed"],
             digit_role=torch.where(t["hydrogen_digit"] > 0, 1, torch.where(t["charge_digit"] != 0, 2 * t["charge_digit"], 0)),
+            written_order=torch.where(ring_bond, t["order"], torch.where(label > 0, 0, state.written_order)),
+            ring_order=ring_order,
+            opener_free=opener_free,
+            distance=distance,
+            must_close=must_close,
         )
 
 
