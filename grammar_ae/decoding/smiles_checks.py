@@ -34,10 +34,11 @@ written and in Kekulé form), so they never change a decode the model gets right
 only redirect the ones it gets wrong.
 
 Ring sizes are a preference, not a check (the second mask of ``masks``; decoding applies it
-where it leaves a choice): a ring closes only when the ring it makes has at most
+where it leaves a choice): a ring closes only when its bond can end up in a ring of at most
 ``max_ring_size`` atoms (7: the MOSES filters reject rings of 8 or more, 0.3 % of ZINC; None:
 no preference), and an atom closes the rings that no later atom could close within that
-size. Sizes are exact graph distances, kept per sequence between the atoms a later bond can
+size. A large ring fused to a smaller one closed later is not caught (its bond lies in the
+smaller ring). Sizes are exact graph distances, kept per sequence between the atoms a later bond can
 reach: each open ring's opening atom and each branch level's last atom (a fused ring closes
 over the bonds of the rings before it). A later atom reaches the molecule through one of
 those atoms, so the smallest ring it could close is known before it is placed; an atom that
