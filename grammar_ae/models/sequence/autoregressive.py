@@ -5,8 +5,9 @@ expanded, and the loss is the cross-entropy of the masked, renormalised token di
 (the choices of that symbol only) over the real steps, summed per sequence and averaged over
 the batch, in nats per sequence like the published model's. Decoding is masked and
 autoregressive (``decoding.autoregressive``): every output is grammatical, and for SMILES
-rings close and atoms keep their valence (``decoding.smiles_checks``; set
-``model.chemistry_checks = None`` to decode without those checks).
+rings close, atoms keep their valence and rings of at most 7 atoms are preferred
+(``decoding.smiles_checks``; set ``model.chemistry_checks.max_ring_size = None`` to decode
+without the preference, ``model.chemistry_checks = None`` without any check).
 """
 
 from __future__ import annotations
