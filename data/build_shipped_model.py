@@ -11,7 +11,8 @@ latent densities that evaluation fits on the training codes are shipped too.
 
 When decoding changes (the SMILES checks), ``--refresh NAME`` evaluates a shipped model again
 with the current code and rewrites its card's metrics, recording the code version they were
-computed with (``metrics_code_version``); weights and training record stay as shipped.
+computed with (``metrics_code_version``); weights and training record stay as shipped, and
+the fitted densities are those evaluation used (the shipped ones, unless they no longer fit).
 
     python data/build_shipped_model.py --refresh zinc
 """

@@ -248,9 +248,10 @@ def test_chemistry_checks_allow_every_zinc_molecule_and_refuse_broken_ones(zinc_
     assert not _replay_through_ring_checks(codec, broken_rings + broken_valence).any()
     assert _replay_through_ring_checks(codec, ["CC(C1)C1", "C1CC(C)(C1)C", "OS(=O)(=O)C", "C[N+](C)(C)C", "[O-]C(C)=O"]).all()
     # a ring bond's order is taken from both its atoms, wherever it is written
-    broken_ring_orders = ["O=C1CCCCC=1", "CC1=CC(OCN[C@@H]2CC)=C(C(=O)OC1(CC=2))", "C=1CCCC(=O)C1=O", "N#C1CCC=1"]
+    broken_ring_orders = ["O=C1CCCCC=1", "CC1=CC(OCN[C@@H]2CC)=C(C(=O)OC1(CC=2))", "C=1CCCC(=O)C1=O", "N#C1CCC=1",
+                          "C12CCCC=1CCC=2"]
     assert not _replay_through_ring_checks(codec, broken_ring_orders).any()
-    assert _replay_through_ring_checks(codec, ["C1CCCCC=1", "C=1CCCCC1", "C=1CCCCC=1", "C1CCCC2CCCCC=12"]).all()
+    assert _replay_through_ring_checks(codec, ["C1CCCCC=1", "C=1CCCCC1", "C=1CCCCC=1", "C1CCCC2CCCCC=12", "C12CCCC=1CCC2"]).all()
 
 
 def test_ring_size_preference_keeps_every_zinc_molecule_with_small_rings(zinc_smiles):
@@ -268,10 +269,12 @@ def test_ring_size_preference_keeps_every_zinc_molecule_with_small_rings(zinc_sm
     allowed, preferred = _replay_through_checks(codec, sample)
     assert allowed.all() and preferred[torch.from_numpy(largest <= 7)].all()
     small = ["C1CCCCCC1", "C1=CC=C2C=CC=CC2=C1", "C12CC(C2)CC1", "C1CCC2(CC1)CCCCC2", "C1CC(CCCCCCCCCC)CC1",
-             "C1CCC2C(C1)CCC1C2CCC2CCCC12", "C1CC2CCCC(C1)N2C"]
+             "C1CCC2C(C1)CCC1C2CCC2CCCC12", "C1CC2CCCC(C1)N2C", "C1CCCCCC=1",
+             "Brc1ccc2c(c1)=C(c1cccnc1)NN=C(c1cccs1)[NH+]=2"]
     allowed, preferred = _replay_through_checks(codec, small)
     assert allowed.all() and preferred.all()
-    large = ["C1CCCCCCC1", "C1CCCCCCCCCCC1", "CC1CCCCCC(C)CC1C1CC1", "C1CCCCCCC1C1CC1"]
+    large = ["C1CCCCCCC1", "C1CCCCCCCCCCC1", "CC1CCCCCC(C)CC1C1CC1", "C1CCCCCCC1C1CC1", "CC(N1CCCCCCCC1)=O",
+             "C1(CCCCCCCCCCC1)C"]
     allowed, preferred = _replay_through_checks(codec, large)
     assert allowed.all() and not preferred.any()
     # a large ring fused to a small one closed later is not caught: its closing bond lies in the small ring

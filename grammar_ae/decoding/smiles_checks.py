@@ -37,13 +37,16 @@ Ring sizes are a preference, not a check (the second mask of ``masks``; decoding
 where it leaves a choice): a ring closes only when its bond can end up in a ring of at most
 ``max_ring_size`` atoms (7: the MOSES filters reject rings of 8 or more, 0.3 % of ZINC; None:
 no preference), and an atom closes the rings that no later atom could close within that
-size. A large ring fused to a smaller one closed later is not caught (its bond lies in the
-smaller ring). Sizes are exact graph distances, kept per sequence between the atoms a later bond can
+size. Sizes are exact graph distances, kept per sequence between the atoms a later bond can
 reach: each open ring's opening atom and each branch level's last atom (a fused ring closes
 over the bonds of the rings before it). A later atom reaches the molecule through one of
 those atoms, so the smallest ring it could close is known before it is placed; an atom that
-closes several rings may close each over the bond of another. Every Kekulé ZINC molecule
-whose rings have at most 7 atoms is preferred token by token (tested).
+closes several rings may close each over the bond of another, and a bridge still to come
+(later atoms from the closing atom, or an atom near it, to an atom near the opener) may
+make a smaller ring of the one closed now. A large ring fused to a smaller one closed later
+is not caught (its bond lies in the smaller ring). Every Kekulé ZINC molecule whose rings
+have at most 7 atoms is preferred token by token (the tests replay every 100th; every 10th
+was checked too).
 
 Aromaticity is not checked: a model of Kekulé SMILES (``kekulize``) needs none. The checks
 work on folded tokens (``grammar.folding``) of grammars with the SMILES grammar's symbols
@@ -110,6 +113,9 @@ class SmilesState:
     opener_free: Tensor  # (B, LABELS) the free valence of each open ring's opening atom
     distance: Tensor  # (B, ANCHORS, ANCHORS) graph distances between ring openers and levels' last atoms
     must_close: Tensor  # ring labels the current atom should close (no later atom could, within the size)
+    has_branches: Tensor  # the current atom's structure names branches
+    atom_count: Tensor  # atoms so far
+    opener_atom: Tensor  # (B, LABELS) which atom opened each open ring (its count)
 
     def select(self, rows: Tensor) -> SmilesState:
         return SmilesState(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
@@ -120,6 +126,8 @@ class SmilesChecks:
     symbols and rules they need)."""
 
     def __init__(self, folded: FoldedGrammar, max_ring_size: int | None = MAX_RING_SIZE):
+        if max_ring_size is not None and not 3 <= max_ring_size < FAR - 2:
+            raise ValueError(f"max_ring_size must be None or in [3, {FAR - 3}], got {max_ring_size}")
         self.max_ring_size = max_ring_size  # None: no preference
         grammar = folded.grammar
         index = grammar.symbol_index
@@ -225,7 +233,8 @@ class SmilesChecks:
             charge=zeros.clone(), charge_closed=zeros.bool(), digit_role=zeros.clone(),
             written_order=zeros.clone(), ring_order=levels[:, :LABELS].clone(), opener_free=levels[:, :LABELS].clone(),
             distance=torch.full((batch, ANCHORS, ANCHORS), FAR, dtype=torch.long, device=device),
-            must_close=zeros.clone(),
+            must_close=zeros.clone(), has_branches=zeros.bool(), atom_count=zeros.clone(),
+            opener_atom=levels[:, :LABELS].clone(),
         )
 
     # -- helpers ---------------------------------------------------------------------------
@@ -428,20 +437,23 @@ class SmilesChecks:
         via_other = torch.where((others.unsqueeze(2) >> torch.arange(LABELS, device=bit.device)) & 1 == 1,
                                 state.distance[:, :LABELS, :LABELS].gather(2, opener.unsqueeze(1).expand(-1, LABELS, -1)).transpose(1, 2), FAR)
         shortest = torch.where(c["ringbonds"] > 0, torch.minimum(here, via_other.amin(2) + 1), here)
-        # a bridge still to come (a later atom bonded to an outer level's last atom or to another
-        # opener) may make a smaller ring of this one: at least two bonds from such an atom
+        # a bridge still to come may make a smaller ring of this one: later atoms joining this
+        # atom (or, when it has no later neighbours, an entry near it) to an entry near the
+        # opener; entries are outer levels' last atoms and other rings' openers
         anchors = torch.arange(ANCHORS, device=bit.device)
         outer = (anchors >= LABELS) & (anchors - LABELS < context["depth"].unsqueeze(1))  # (B, ANCHORS)
         opened = (anchors < LABELS) & ((state.open_rings.unsqueeze(1) >> anchors.clamp(max=LABELS - 1)) & 1 == 1)
         entry = (outer | opened).unsqueeze(2) & (anchors.view(1, -1, 1) != opener.unsqueeze(1))  # (B, ANCHORS, K)
-        to_opener = state.distance.gather(2, opener.unsqueeze(1).expand(-1, ANCHORS, -1))
-        shortest = torch.minimum(shortest, torch.where(entry, to_opener, FAR).amin(1) + 2)
+        to_opener = torch.where(entry, state.distance.gather(2, opener.unsqueeze(1).expand(-1, ANCHORS, -1)), FAR).amin(1)
+        from_here = self._row(state.distance, self._level_slot(context["depth"]))  # (B, ANCHORS)
+        successors = (context["to_come"] > 0) | state.has_branches
+        from_atom = torch.where(successors, 0, torch.where(outer | opened, from_here, FAR).amin(1))
+        shortest = torch.minimum(shortest, (from_atom.unsqueeze(1) + 2 + to_opener).clamp(max=FAR))
         must = state.must_close.unsqueeze(1)
         next_must = self._must_close(state, context, self._new_atom_distances(state, context)).unsqueeze(1)
         preferred = ~(closing & (shortest + 1 > self.max_ring_size))
         preferred &= ~(event & ((must & bit) == 0) & (c["ringbonds"] < _popcount(must)))
         preferred &= ~(t["last_ring_bond"].bool() & (c["ringbonds"] + 1 < _popcount(must)))
-        preferred &= ~(t["sets_pending"].bool() & (must != 0))  # a forced closure takes a single bond
         preferred &= ~(starts & (next_must != 0) & ~ring_bonds)
         return ok, preferred
 
@@ -483,6 +495,13 @@ class SmilesChecks:
         chain_bond = ~state.digit_pending & (t["order"] > 0)
         free_before = c["free_before"] - torch.where(chain_bond, (t["order"] - 1).clamp_min(0), 0)
         free = torch.where((chain_bond & (c["before"] >= 0)).unsqueeze(1), self._put(free, c["before"], free_before), free)
+        # an order written only where a ring closes is taken from its opener too
+        extra = torch.where(closing & (opened_with == 0), (state.written_order - 1).clamp_min(0), 0)
+        free = free - torch.where((state.opened_by_last & bit.unsqueeze(1)) != 0, extra.unsqueeze(1), 0)
+        atom_count = state.atom_count + new_atom.long()
+        same_opener = state.opener_atom == state.opener_atom.gather(1, opener.unsqueeze(1))  # (B, LABELS)
+        earlier_free = state.opener_free - torch.where(same_opener, extra.unsqueeze(1), 0)
+        opener_atom = torch.where(opening.unsqueeze(1), state.opener_atom.scatter(1, opener.unsqueeze(1), atom_count.unsqueeze(1)), state.opener_atom)
         bond_order = torch.where(chain_bond, t["order"], torch.where(new_atom, 1, state.bond_order))
         # a branch: one level deeper, starting where its chain was pushed, with no atom yet
         enters = t["opens_branch"].bool()
@@ -490,10 +509,12 @@ class SmilesChecks:
         branch_start = torch.where(enters.unsqueeze(1), self._put(state.branch_start, inner, position), state.branch_start)
         has_atom = torch.where(enters.unsqueeze(1), self._put(has_atom, inner, torch.zeros_like(new_atom)), has_atom)
         to_come = torch.where(enters.unsqueeze(1), self._put(to_come, inner, torch.zeros_like(depth)), to_come)
-        distance, must_close = self._distances_after(state, c, new_atom, label, opening)
+        distance, must_close = state.distance, state.must_close
+        if self.max_ring_size is not None:
+            distance, must_close = self._distances_after(state, c, new_atom, label, opening)
         # each open ring's opener: the free valence of the level it is (or was last) the atom of
         opened = ((opened_by_last.unsqueeze(2) >> torch.arange(LABELS, device=free.device)) & 1).bool()  # (B, DEPTH, LABELS)
-        opener_free = torch.where(opened.any(1), (opened * free.unsqueeze(2)).sum(1), state.opener_free)
+        opener_free = torch.where(opened.any(1), (opened * free.unsqueeze(2)).sum(1), earlier_free)
         return SmilesState(
             atom_symbols=state.atom_symbols - self.is_atom_symbol[top] + t["pushed_atom_symbols"],
             ringbonds=c["ringbonds"] + t["pushed_ringbonds"],
@@ -514,6 +535,9 @@ class SmilesChecks:
             charge=bracket["charge"],
             charge_closed=bracket["closed"],
             digit_role=torch.where(t["hydrogen_digit"] > 0, 1, torch.where(t["charge_digit"] != 0, 2 * t["charge_digit"], 0)),
+            has_branches=torch.where(new_atom, t["adds_branches"].bool(), state.has_branches),
+            atom_count=atom_count,
+            opener_atom=opener_atom,
             written_order=torch.where(ring_bond, t["order"], torch.where(label > 0, 0, state.written_order)),
             ring_order=ring_order,
             opener_free=opener_free,
