@@ -33,8 +33,8 @@ SEED = 0
 
 def chemistry(smiles: list[str | None]) -> dict:
     """Fractions of the valid molecules among ``smiles`` (see the module docstring)."""
-    valid = [s for s in smiles if s and molecule(s) is not None]
-    mols = [molecule(s) for s in valid]
+    parsed = [(s, molecule(s)) for s in smiles if s]
+    valid, mols = [s for s, m in parsed if m is not None], [m for _, m in parsed if m is not None]
     largest_ring = [max((len(r) for r in m.GetRingInfo().AtomRings()), default=0) for m in mols]
     return {
         "valid_molecules": len(mols),

@@ -348,7 +348,7 @@ class SmilesChecks:
         if self.max_ring_size is None:
             return torch.zeros_like(state.must_close)
         labels = torch.arange(LABELS, device=atom.device)
-        is_open = ((state.open_rings.unsqueeze(1) >> labels) & 1).bool()  # (B, LABELS)
+        is_open = _label_bits(state.open_rings)  # (B, LABELS)
         other_openers = is_open.unsqueeze(2) & (labels.unsqueeze(1) != labels)  # (B, opener, ring)
         outer = torch.arange(DEPTH, device=atom.device) < c["depth"].unsqueeze(1)  # (B, DEPTH)
         entry = torch.cat([other_openers, outer.unsqueeze(2).expand(-1, -1, LABELS)], dim=1)
@@ -421,8 +421,7 @@ class SmilesChecks:
         ok &= ~(closing & (written == 0) & (c["free_here"] < opened_with - 1))
         ok &= ~(closing & (opened_with == 0) & (state.opener_free.gather(1, opener) < written - 1))
         # the last atom's ring bonds all close: a bond order needs an open ring whose opener takes it
-        labels = torch.arange(LABELS, device=label.device)
-        closable_now = ((state.open_rings & ~context["barred"]).unsqueeze(1) >> labels) & 1 == 1  # (B, LABELS)
+        closable_now = _label_bits(state.open_rings & ~context["barred"])  # (B, LABELS)
         order = t["order"].unsqueeze(2)  # (B, K, 1) against every ring
         takes = closable_now.unsqueeze(1) & torch.where(
             state.ring_order.unsqueeze(1) == 0, state.opener_free.unsqueeze(1) >= order - 1, state.ring_order.unsqueeze(1) == order)
@@ -430,24 +429,23 @@ class SmilesChecks:
         ok &= ~(last & pending_order & ~takes.any(2))
         if self.max_ring_size is None:
             return ok, torch.ones_like(ok)
-        # ring sizes
-        here = self._row(state.distance, self._level_slot(context["depth"])).gather(1, opener)
+        # ring sizes (distances are symmetric: a row of the opener is its column)
+        from_here = self._row(state.distance, self._level_slot(context["depth"]))  # (B, ANCHORS)
+        from_opener = state.distance.gather(1, opener.unsqueeze(2).expand(-1, -1, ANCHORS))  # (B, K, ANCHORS)
+        here = from_here.gather(1, opener)
         # an atom closing several rings: each ring may go through the bond of another closed here
-        others = state.open_rings.unsqueeze(1) & ~bit
-        via_other = torch.where((others.unsqueeze(2) >> torch.arange(LABELS, device=bit.device)) & 1 == 1,
-                                state.distance[:, :LABELS, :LABELS].gather(2, opener.unsqueeze(1).expand(-1, LABELS, -1)).transpose(1, 2), FAR)
+        via_other = torch.where(_label_bits(state.open_rings.unsqueeze(1) & ~bit), from_opener[..., :LABELS], FAR)
         shortest = torch.where(c["ringbonds"] > 0, torch.minimum(here, via_other.amin(2) + 1), here)
         # a bridge still to come may make a smaller ring of this one: later atoms joining this
         # atom (or, when it has no later neighbours, an entry near it) to an entry near the
         # opener; entries are outer levels' last atoms and other rings' openers
         anchors = torch.arange(ANCHORS, device=bit.device)
         outer = (anchors >= LABELS) & (anchors - LABELS < context["depth"].unsqueeze(1))  # (B, ANCHORS)
-        opened = (anchors < LABELS) & ((state.open_rings.unsqueeze(1) >> anchors.clamp(max=LABELS - 1)) & 1 == 1)
-        entry = (outer | opened).unsqueeze(2) & (anchors.view(1, -1, 1) != opener.unsqueeze(1))  # (B, ANCHORS, K)
-        to_opener = torch.where(entry, state.distance.gather(2, opener.unsqueeze(1).expand(-1, ANCHORS, -1)), FAR).amin(1)
-        from_here = self._row(state.distance, self._level_slot(context["depth"]))  # (B, ANCHORS)
+        entries = outer | torch.cat([_label_bits(state.open_rings), torch.zeros_like(outer[:, LABELS:])], dim=1)
+        not_opener = anchors.view(1, 1, -1) != opener.unsqueeze(2)  # (B, K, ANCHORS)
+        to_opener = torch.where(entries.unsqueeze(1) & not_opener, from_opener, FAR).amin(2)
         successors = (context["to_come"] > 0) | state.has_branches
-        from_atom = torch.where(successors, 0, torch.where(outer | opened, from_here, FAR).amin(1))
+        from_atom = torch.where(successors, 0, torch.where(entries, from_here, FAR).amin(1))
         shortest = torch.minimum(shortest, (from_atom.unsqueeze(1) + 2 + to_opener).clamp(max=FAR))
         must = state.must_close.unsqueeze(1)
         next_must = self._must_close(state, context, self._new_atom_distances(state, context)).unsqueeze(1)
@@ -513,7 +511,7 @@ class SmilesChecks:
         if self.max_ring_size is not None:
             distance, must_close = self._distances_after(state, c, new_atom, label, opening)
         # each open ring's opener: the free valence of the level it is (or was last) the atom of
-        opened = ((opened_by_last.unsqueeze(2) >> torch.arange(LABELS, device=free.device)) & 1).bool()  # (B, DEPTH, LABELS)
+        opened = _label_bits(opened_by_last)  # (B, DEPTH, LABELS)
         opener_free = torch.where(opened.any(1), (opened * free.unsqueeze(2)).sum(1), earlier_free)
         return SmilesState(
             atom_symbols=state.atom_symbols - self.is_atom_symbol[top] + t["pushed_atom_symbols"],
@@ -546,8 +544,10 @@ class SmilesChecks:
         )
 
 
-def _popcount(bits: Tensor) -> Tensor:
-    count = torch.zeros_like(bits)
-    for label in range(LABELS):
-        count += (bits >> label) & 1
-    return count
+def _label_bits(mask: Tensor) -> Tensor:
+    """(..., LABELS) bool: which ring labels a bit mask (...) holds."""
+    return (mask.unsqueeze(-1) >> torch.arange(LABELS, device=mask.device)) & 1 == 1
+
+
+def _popcount(mask: Tensor) -> Tensor:
+    return _label_bits(mask).sum(-1)

@@ -33,8 +33,9 @@ CHECKPOINT_NAMES = ("best.pt", "last.pt")
 SAMPLER_LATENTS = 20_000
 """Training codes (at most; a seeded subset of larger sets) that ex-post densities are fitted on."""
 SAMPLER_KINDS = ("prior", StandardNormalSampler.kind, *FITTED_KINDS)
-SAMPLER_FILES = "sampler_*.pt"
-"""The files fitted samplers are cached in, in a run directory (``sampler_<kind>_<digest>.pt``)."""
+SAMPLER_FILE = "sampler_{kind}_{digest}.pt"
+"""The file a fitted sampler is cached in, in a run directory."""
+SAMPLER_FILES = SAMPLER_FILE.format(kind="*", digest="*")
 LATENT_CHUNK = 1_000
 """Training items encoded per progress step when fitting densities."""
 
@@ -140,7 +141,7 @@ class TrainedRun(ABC):
         key = (kind, json.dumps(options, sort_keys=True))
         if key not in self._samplers:
             digest = hashlib.sha256(f"{self.checkpoint_sha256} {key[1]}".encode()).hexdigest()[:12]
-            path = self.run_dir / f"sampler_{kind}_{digest}.pt"  # matches SAMPLER_FILES
+            path = self.run_dir / SAMPLER_FILE.format(kind=kind, digest=digest)
             try:
                 self._samplers[key] = load_sampler(path)
             except CheckpointError:  # absent or damaged: fitted now
