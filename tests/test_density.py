@@ -10,6 +10,7 @@ from grammar_ae.objectives import (
     GaussianSampler,
     GMMPrior,
     GMMSampler,
+    KernelDensitySampler,
     LatentSampler,
     StandardNormalSampler,
     TwoStageSampler,
@@ -111,6 +112,21 @@ def test_gmm_fit_is_deterministic_given_the_seed():
         assert torch.equal(getattr(a, key), getattr(b, key))
 
 
+def test_kde_sampler_draws_near_the_codes(tmp_path):
+    latents = torch.stack([torch.arange(40.0), torch.zeros(40)], dim=1)  # codes 1 apart on a line
+    sampler = fit_sampler("kde", latents, bandwidth=0.05)
+    assert isinstance(sampler, KernelDensitySampler) and sampler.codes.dtype == torch.float16
+    z = _draw(sampler, n=4000)
+    nearest = torch.cdist(z.double(), latents.double()).min(dim=1)
+    # each draw is a stored code plus N(0, 0.05^2 I): its offset from that code has per-axis std 0.05
+    offsets = z.double() - latents.double()[nearest.indices]
+    torch.testing.assert_close(offsets.std(dim=0), torch.full((2,), 0.05, dtype=torch.float64), atol=0.003, rtol=0)
+    counts = torch.bincount(nearest.indices, minlength=40)
+    assert int(counts.min()) > 60 and int(counts.max()) < 140  # codes drawn uniformly (100 each expected)
+    _assert_seeded(sampler)
+    _assert_round_trips(sampler, tmp_path)
+
+
 def test_gmm_prior_is_a_saveable_sampler(tmp_path):
     prior = GMMPrior.one_hot(3, 4, std=0.5, scale=2.0)
     assert isinstance(prior, LatentSampler)
@@ -160,7 +176,10 @@ def test_two_stage_fit_is_deterministic_given_the_seed():
 @pytest.mark.parametrize(
     ("kind", "latents", "options", "error", "message"),
     [
-        ("kde", torch.zeros(5, 2), {}, ConfigError, "unknown"),
+        ("parzen", torch.zeros(5, 2), {}, ConfigError, "unknown"),
+        ("kde", torch.zeros(5, 2), {"bandwidth": 0.0}, ConfigError, "bandwidth"),
+        ("kde", torch.zeros(5, 2), {"bandwidth": float("nan")}, ConfigError, "bandwidth"),
+        ("kde", torch.zeros(0, 2), {}, DataError, "at least 1"),
         ("gmm", torch.zeros(5, 2), {"n_components": 2}, ConfigError, "n_components"),
         ("gaussian", torch.zeros(5), {}, DataError, "2-D"),
         ("gaussian", torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), {}, DataError, "NaN"),

@@ -97,7 +97,7 @@ def test_character_model_on_molecules(tmp_path):
     assert len(model.decode(z)) == 2
 
 
-def test_cli_encode_decode_sample_round_trip(trained_runs, tmp_path):
+def test_cli_encode_decode_sample_round_trip(trained_runs, tmp_path, run_main):
     run = str(tmp_path / "grae")  # a copy without the latent densities other tests fitted
     shutil.copytree(trained_runs["grae"][0], run, ignore=shutil.ignore_patterns("sampler_*.pt"))
     encoded = runner.invoke(app, ["encode", run, "sin(x)+1", "x*2"])
@@ -109,6 +109,12 @@ def test_cli_encode_decode_sample_round_trip(trained_runs, tmp_path):
     assert "training items for a latent density" in sampled.stderr  # fitting it shows progress
     again = runner.invoke(app, ["sample", run, "-n", "7", "--sampler", "gmm", "--seed", "3"])
     assert again.stdout == sampled.stdout and "latent density" not in again.stderr  # fitted once, then cached
+    near = runner.invoke(app, ["sample", run, "-n", "7", "--sampler", "kde", "--bandwidth", "0.05"])
+    assert near.exit_code == 0 and len(near.stdout.splitlines()) == 7
+    for bad, message in ((["--sampler", "gmm", "--bandwidth", "0.1"], "applies to --sampler kde"),
+                         (["--sampler", "kde", "--bandwidth", "0"], "> 0")):
+        code, _, stderr = run_main("sample", run, *bad)
+        assert code == 1 and message in stderr and len(stderr.strip().splitlines()) == 1
     evaluated = runner.invoke(app, ["evaluate", run, "--json", "--items", "10", "--prior-samples", "20"])
     last = json.loads(evaluated.stdout.splitlines()[-1])
     assert {"reconstruction_accuracy", "prior_validity"} <= set(last)

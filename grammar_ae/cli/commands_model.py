@@ -124,24 +124,31 @@ def evaluate(
 def sample(
     run: Path = RUN_DIR,
     n: int = typer.Option(10, "--count", "-n", help="Number of samples."),
-    sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), standard-normal, gaussian or gmm (ex-post, fitted on training latents)."),
+    sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), standard-normal, or an ex-post density fitted on training latents: gaussian, gmm, kde (training codes plus noise; closest to the data), two-stage (image runs)."),
+    bandwidth: Optional[float] = typer.Option(None, help="kde: the noise's standard deviation in latent units (default 0.15); smaller is closer to the training items and less novel."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = DEVICE,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Image runs: write the N samples as a PNG grid here (samplers also two-stage)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Image runs: write the N samples as a PNG grid here."),
 ) -> None:
     """Print N decoded samples, one per line (an empty line for an invalid decode); image runs: a PNG grid."""
     from grammar_ae.models.image.run import TrainedImageModel
     from grammar_ae.models.loading import load_run
+    from grammar_ae.objectives import KernelDensitySampler
 
+    if bandwidth is not None and sampler != KernelDensitySampler.kind:
+        raise ConfigError(f"--bandwidth applies to --sampler kde only (got --sampler {sampler})")
+    if bandwidth is not None and not bandwidth > 0:
+        raise ConfigError(f"--bandwidth {bandwidth}: expected a number > 0")
+    fit = {} if bandwidth is None else {"bandwidth": bandwidth}
     loaded = load_run(run, device, progress=True)
     if isinstance(loaded, TrainedImageModel):
         from grammar_ae.models.image.figures import write_sample_grid
 
-        typer.echo(write_sample_grid(loaded, out, n, sampler, seed))
+        typer.echo(write_sample_grid(loaded, out, n, sampler, seed, fit))
         return
     if out is not None:
         raise ConfigError("--out (a PNG grid of samples) applies to image runs only")
-    z = loaded.sampler(sampler).sample(n, torch.Generator().manual_seed(seed))
+    z = loaded.sampler(sampler, **fit).sample(n, torch.Generator().manual_seed(seed))
     for text in loaded.decode(z):
         typer.echo(text or "")
 

@@ -1,4 +1,5 @@
-"""Latent samplers: the N(0, I) prior and ex-post Gaussian densities fitted to training codes.
+"""Latent samplers: the N(0, I) prior and ex-post densities fitted to training codes (a
+Gaussian, a Gaussian mixture, a Gaussian kernel density).
 
 The two-stage sampler lives with its objective (``two_stage``); ``samplers`` fits, saves and
 loads any of them by kind. Every sampler draws ``sample(n, generator)`` codes (n, d) as float32 on the CPU (the GMM prior:
@@ -143,3 +144,41 @@ class GaussianSampler(GaussianMixtureSampler):
     @property
     def cov(self) -> Tensor:
         return self.covariances[0]
+
+
+class KernelDensitySampler:
+    """A Gaussian kernel density on training codes: a stored code drawn uniformly, plus isotropic
+    noise of standard deviation ``bandwidth`` (latent units). A decoder trained on codes with
+    little noise decodes reliably only near them; a small bandwidth keeps samples there, at the
+    cost of novelty (a sample may decode to the training item it started from). Codes are
+    stored in float16."""
+
+    kind = "kde"
+
+    def __init__(self, codes: Tensor, bandwidth: float) -> None:
+        if not (isinstance(bandwidth, (int, float)) and np.isfinite(bandwidth) and bandwidth > 0):
+            raise ConfigError(f"KDE sampler: bandwidth must be a number > 0, got {bandwidth!r}")
+        self.codes = torch.as_tensor(codes).to(torch.float16)
+        if self.codes.dim() != 2 or len(self.codes) < 1:
+            raise CheckpointError(f"KDE sampler: codes must be (n, d) with n >= 1, got {tuple(self.codes.shape)}")
+        self.bandwidth = float(bandwidth)
+
+    @property
+    def dim(self) -> int:
+        return self.codes.shape[1]
+
+    @classmethod
+    def fit(cls, latents: Tensor, bandwidth: float = 0.15) -> KernelDensitySampler:
+        return cls(check_latents(latents, 1, "KDE sampler"), bandwidth)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = cpu_normal(n, self.dim, generator)
+        rows = torch.randint(len(self.codes), (n,), generator=generator)
+        return (self.codes[rows].double() + self.bandwidth * noise).float()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "codes": self.codes, "bandwidth": self.bandwidth}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> KernelDensitySampler:
+        return cls(state["codes"], float(state["bandwidth"]))

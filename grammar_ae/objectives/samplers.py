@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 from grammar_ae.errors import CheckpointError, ConfigError
-from grammar_ae.objectives.density import GaussianSampler, GMMSampler, LatentSampler, StandardNormalSampler
+from grammar_ae.objectives.density import (
+    GaussianSampler, GMMSampler, KernelDensitySampler, LatentSampler, StandardNormalSampler,
+)
 from grammar_ae.objectives.gmm_prior import GMMPrior
 from grammar_ae.objectives.two_stage import TwoStageSampler
 from grammar_ae.utils.files import atomic_path
@@ -19,6 +21,7 @@ _FITTERS: dict[str, Callable[..., LatentSampler]] = {
     "gaussian": GaussianSampler.fit,
     "gmm": GMMSampler.fit,
     "two-stage": TwoStageSampler.fit,
+    "kde": KernelDensitySampler.fit,
 }
 
 _LOADERS: dict[str, Callable[[dict[str, Any]], LatentSampler]] = {
@@ -26,6 +29,7 @@ _LOADERS: dict[str, Callable[[dict[str, Any]], LatentSampler]] = {
     GaussianSampler.kind: GaussianSampler.from_dict,
     GMMSampler.kind: GMMSampler.from_dict,
     TwoStageSampler.kind: TwoStageSampler.from_dict,
+    KernelDensitySampler.kind: KernelDensitySampler.from_dict,
     GMMPrior.kind: GMMPrior.from_dict,
 }
 

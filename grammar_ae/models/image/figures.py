@@ -146,10 +146,14 @@ def plot_loss_curves(path: str | Path, history: list[dict], units: dict[str, str
     return Path(path)
 
 
-def write_sample_grid(run: TrainedImageModel, out: str | Path | None, n: int, sampler: str = "prior", seed: int = 0) -> Path:
-    """``grammar-ae sample`` for image runs: ``n`` decoded samples of ``sampler`` as a PNG grid at ``out``."""
+def write_sample_grid(
+    run: TrainedImageModel, out: str | Path | None, n: int, sampler: str = "prior", seed: int = 0,
+    fit: dict | None = None,
+) -> Path:
+    """``grammar-ae sample`` for image runs: ``n`` decoded samples of ``sampler`` (``fit``: its
+    fitter's options) as a PNG grid at ``out``."""
     if out is None or Path(out).suffix.lower() != ".png":
         raise ConfigError(f"image runs write their samples as a PNG grid: pass --out FILE.png (got {out})")
     if n < 1:
         raise ConfigError(f"-n {n}: expected at least one sample")
-    return save_image_grid(out, run.samples(sampler, n, seed), columns=math.ceil(math.sqrt(n)))
+    return save_image_grid(out, run.samples(sampler, n, seed, fit), columns=math.ceil(math.sqrt(n)))
