@@ -5,7 +5,8 @@ The checkpoint keeps what loading needs (``grammar_ae.models.shipped.export_run`
 float16 weights, history, record, config, provenance) and drops the optimizer and schedule. The card holds the training command, the
 data checksum, the code version, the training time and the metrics that
 ``grammar-ae evaluate <name> --json`` reproduces (computed here on the shipped weights). The
-latent densities that evaluation fits on the training codes are shipped too.
+latent densities that evaluation fits on the training codes are shipped too, and the kernel
+density (``grammar-ae sample NAME --sampler kde``).
 
     python data/build_shipped_model.py RUN_DIR zinc --description "..." --command "grammar-ae train ..."
 
@@ -28,11 +29,13 @@ from pathlib import Path
 import torch
 
 from grammar_ae.evaluation.run import evaluate_run
+from grammar_ae.models.loading import load_run
 from grammar_ae.models.run import SAMPLER_FILES
 from grammar_ae.models.shipped import CARD_FILE, export_run
 from grammar_ae.utils.files import atomic_write_json
 from grammar_ae.utils.provenance import code_version
 
+DENSITIES_BEYOND_EVALUATION = ("kde",)  # shipped with their default options
 CARD_METRICS = (
     "reconstruction_accuracy", "prior_validity", "gaussian_validity", "gmm_validity", "uniqueness", "novelty",
     "fcd", "snn", "frag", "scaf", "int_div", "filters",
@@ -41,11 +44,14 @@ CARD_METRICS = (
 
 def evaluate_copy(out: Path, name: str) -> dict:
     """The evaluation of the shipped model in ``out`` (on a copy: evaluation may add files),
-    with its fitted densities copied back."""
+    with its fitted densities, and those it does not fit, copied back."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / name
         shutil.copytree(out, local)
         metrics = evaluate_run(local, device="cpu", progress=True, options={})
+        run = load_run(local, device="cpu", progress=True)
+        for kind in DENSITIES_BEYOND_EVALUATION:
+            run.sampler(kind)
         for path in out.glob(SAMPLER_FILES):  # fitted for an earlier checkpoint
             path.unlink()
         for path in local.glob(SAMPLER_FILES):

@@ -78,7 +78,7 @@ def test_the_shipped_models_sample_from_their_shipped_densities(name, run_main, 
         raise AssertionError("a shipped model fitted a latent density (it needs its data set and minutes of encoding)")
 
     monkeypatch.setattr("grammar_ae.models.run.fit_sampler", refuse)
-    for sampler in ("prior", "gaussian", "gmm"):
+    for sampler in ("prior", "gaussian", "gmm", "kde"):
         code, stdout, stderr = run_main("sample", name, "-n", "2", "--sampler", sampler)
         assert code == 0, stderr
         assert len(stdout.splitlines()) == 2

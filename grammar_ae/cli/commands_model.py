@@ -125,7 +125,7 @@ def sample(
     run: Path = RUN_DIR,
     n: int = typer.Option(10, "--count", "-n", help="Number of samples."),
     sampler: str = typer.Option("prior", help="prior (the model's prior; a fitted Gaussian if it has none), standard-normal, or an ex-post density fitted on training latents: gaussian, gmm, kde (training codes plus noise; closest to the data), two-stage (image runs)."),
-    bandwidth: Optional[float] = typer.Option(None, help="kde: the noise's standard deviation in latent units (default 0.15); smaller is closer to the training items and less novel."),
+    bandwidth: Optional[float] = typer.Option(None, help="kde: the noise's standard deviation in latent units (default 0.2); smaller is closer to the training items and less novel."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = DEVICE,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Image runs: write the N samples as a PNG grid here."),

@@ -168,7 +168,7 @@ class KernelDensitySampler:
         return self.codes.shape[1]
 
     @classmethod
-    def fit(cls, latents: Tensor, bandwidth: float = 0.15) -> KernelDensitySampler:
+    def fit(cls, latents: Tensor, bandwidth: float = 0.2) -> KernelDensitySampler:
         return cls(check_latents(latents, 1, "KDE sampler"), bandwidth)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
