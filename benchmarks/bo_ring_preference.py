@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import REPO, RESULTS, write_result
+from common import REPO, RESULTS, ring_preference, write_result
 
 from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.decoding.smiles_checks import MAX_RING_SIZE
@@ -63,21 +63,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     seeds = parser.parse_args().seeds
     model = load_latent_model("zinc", "cpu")
-    checks = model.model.chemistry_checks
     result: dict = {"budget": BUDGET, "record": RECORD, "settings": {}}
-    try:
-        for name, max_ring_size in SETTINGS.items():
-            checks.max_ring_size = max_ring_size
-            folder = REPO / "benchmarks" / "runs" / "bo" / "ring-preference" / f"max-ring-{max_ring_size}"
-            rows = []
-            for seed in range(seeds):
+    for name, max_ring_size in SETTINGS.items():
+        folder = REPO / "benchmarks" / "runs" / "bo" / "ring-preference" / f"max-ring-{max_ring_size}"
+        rows = []
+        for seed in range(seeds):
+            with ring_preference(model, max_ring_size):
                 summary = run_bo(model, BOConfig(target="logp", budget=BUDGET, seed=seed), folder / f"seed-{seed}",
                                  resume=True, progress=False)
-                rows.append(seed_row(summary))
-                print(f"{name}, seed {seed}: best {rows[-1]['best']:.2f}", flush=True)
-            result["settings"][name] = {"max_ring_size": max_ring_size, "per_seed": rows, "aggregate": aggregate(rows)}
-    finally:
-        checks.max_ring_size = MAX_RING_SIZE
+            rows.append(seed_row(summary))
+            print(f"{name}, seed {seed}: best {rows[-1]['best']:.2f}", flush=True)
+        result["settings"][name] = {"max_ring_size": max_ring_size, "per_seed": rows, "aggregate": aggregate(rows)}
     print(f"wrote {write_result('bo_ring_preference', result)}")
     atomic_write_text(RESULTS / "bo_ring_preference.md", markdown(result))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from grammar_ae.utils.files import atomic_write_json
@@ -48,3 +50,14 @@ def write_result(name: str, result: dict) -> Path:
     path = RESULTS / f"{name}.json"
     atomic_write_json(path, {**result, "machine": machine(), "provenance": provenance()})
     return path
+
+
+@contextmanager
+def ring_preference(model, max_ring_size: int | None) -> Iterator[None]:
+    """Decode a SMILES ``model`` with this ring-size preference (None: none) inside the block."""
+    checks = model.model.chemistry_checks
+    default, checks.max_ring_size = checks.max_ring_size, max_ring_size
+    try:
+        yield
+    finally:
+        checks.max_ring_size = default

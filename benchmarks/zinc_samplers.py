@@ -22,9 +22,9 @@ import torch
 from common import RESULTS, write_result
 from zinc_shipped_check import chemistry
 
-from grammar_ae.evaluation.molecules import moses_metrics
 from grammar_ae.chemistry import molecule, validity_check
-from grammar_ae.evaluation.sequence import EvaluationConfig, sample_quality
+from grammar_ae.evaluation.molecules import moses_metrics
+from grammar_ae.evaluation.sequence import EvaluationConfig, held_out_items, reference_molecules, sample_quality
 from grammar_ae.models.loading import load_latent_model
 from grammar_ae.utils.files import atomic_path, atomic_write_text
 
@@ -38,15 +38,6 @@ DENSITIES = {
 GRID_ROWS = ("held-out molecules, encoded", "gaussian", "kde (bandwidth 0.1)", "kde (bandwidth 0.2)")
 GRID_COLUMNS = 6
 COLUMNS = ("validity", "uniqueness", "novelty", "fcd", "snn", "frag", "scaf", "int_div", "filters", "ring_8_or_more")
-
-
-def held_out_and_reference(model) -> tuple[list[str], list[str]]:
-    """The evaluation's 1,000 held-out molecules and its 10,000 reference molecules (its draws, in its order)."""
-    rng = np.random.default_rng(CONFIG.seed)
-    strings = model.validation_strings()
-    held_out = [strings[i] for i in np.sort(rng.choice(len(strings), CONFIG.items, replace=False))]
-    reference = [strings[i] for i in np.sort(rng.choice(len(strings), CONFIG.reference_items, replace=False))]
-    return held_out, reference
 
 
 def row(decoded: list[str | None], training: set[str], reference: list[str], seconds: float) -> dict:
@@ -80,7 +71,9 @@ def markdown(rows: dict[str, dict]) -> str:
 def main() -> None:
     model = load_latent_model("zinc", "cpu")
     training = set(model.training_strings())
-    held_out, reference = held_out_and_reference(model)
+    rng = np.random.default_rng(CONFIG.seed)  # the evaluation's draws, in its order
+    held_out = held_out_items(model, CONFIG, rng)
+    reference, _ = reference_molecules(model, CONFIG, rng)
     rows = {}
     started = time.perf_counter()
     rows["held-out molecules, encoded"] = row(model.decode(model.encode_means(held_out)), training, reference,

@@ -133,13 +133,11 @@ def sample(
     """Print N decoded samples, one per line (an empty line for an invalid decode); image runs: a PNG grid."""
     from grammar_ae.models.image.run import TrainedImageModel
     from grammar_ae.models.loading import load_run
-    from grammar_ae.objectives import KernelDensitySampler
+    from grammar_ae.objectives.density import KernelDensitySampler, check_bandwidth
 
     if bandwidth is not None and sampler != KernelDensitySampler.kind:
         raise ConfigError(f"--bandwidth applies to --sampler kde only (got --sampler {sampler})")
-    if bandwidth is not None and not bandwidth > 0:
-        raise ConfigError(f"--bandwidth {bandwidth}: expected a number > 0")
-    fit = {} if bandwidth is None else {"bandwidth": bandwidth}
+    fit = {} if bandwidth is None else {"bandwidth": check_bandwidth(bandwidth)}  # checked before loading
     loaded = load_run(run, device, progress=True)
     if isinstance(loaded, TrainedImageModel):
         from grammar_ae.models.image.figures import write_sample_grid

@@ -44,11 +44,7 @@ class EvaluationConfig:
 def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    held_out = model.validation_strings()
-    if len(held_out) > config.items:
-        held_out = [held_out[i] for i in np.sort(rng.choice(len(held_out), config.items, replace=False))]
-    elif len(held_out) < config.items:
-        warn(f"the run holds {len(held_out):,} held-out items; reconstruction uses them all, not {config.items:,}")
+    held_out = held_out_items(model, config, rng)
     training = set(model.training_strings())
     valid = validity_check(model.grammar_name)
     result = {
@@ -77,7 +73,7 @@ def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfi
         result["prior_sampler"] = "training prior" if model.prior_sampler() is not None else "fitted gaussian"
         result["uniqueness"], result["novelty"] = result["prior_uniqueness"], result["prior_novelty"]
         if moses:
-            reference, source = _reference(model, config, rng)
+            reference, source = reference_molecules(model, config, rng)
             advance(0, status=f"MOSES metrics against {len(reference):,} reference molecules")
             result.update(moses_metrics(samples["prior"], reference))
             result["reference"] = {"source": source, "molecules": len(reference)}
@@ -88,8 +84,20 @@ def evaluate_sequence_model(model: TrainedSequenceModel, config: EvaluationConfi
     return result
 
 
-def _reference(model: TrainedSequenceModel, config: EvaluationConfig, rng: np.random.Generator) -> tuple[list[str], str]:
-    """The molecules the MOSES metrics compare with: a file, else the held-out data."""
+def held_out_items(model: TrainedSequenceModel, config: EvaluationConfig, rng: np.random.Generator) -> list[str]:
+    """The held-out items reconstruction is measured on: ``config.items`` of them drawn with ``rng``
+    (the evaluation's first draw), or all there are."""
+    held_out = model.validation_strings()
+    if len(held_out) > config.items:
+        return [held_out[i] for i in np.sort(rng.choice(len(held_out), config.items, replace=False))]
+    if len(held_out) < config.items:
+        warn(f"the run holds {len(held_out):,} held-out items; reconstruction uses them all, not {config.items:,}")
+    return held_out
+
+
+def reference_molecules(model: TrainedSequenceModel, config: EvaluationConfig, rng: np.random.Generator) -> tuple[list[str], str]:
+    """The molecules the MOSES metrics compare with, and where they come from: a file, else the
+    held-out data (drawn with ``rng`` after ``held_out_items``)."""
     if config.reference is not None:
         strings = read_strings(Path(config.reference)).strings
         source = str(config.reference)

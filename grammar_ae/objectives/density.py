@@ -146,6 +146,13 @@ class GaussianSampler(GaussianMixtureSampler):
         return self.covariances[0]
 
 
+def check_bandwidth(bandwidth: float) -> float:
+    """A kernel density's bandwidth: a finite number > 0 (ConfigError otherwise)."""
+    if not (isinstance(bandwidth, (int, float)) and np.isfinite(bandwidth) and bandwidth > 0):
+        raise ConfigError(f"KDE sampler: bandwidth must be a number > 0, got {bandwidth!r}")
+    return float(bandwidth)
+
+
 class KernelDensitySampler:
     """A Gaussian kernel density on training codes: a stored code drawn uniformly, plus isotropic
     noise of standard deviation ``bandwidth`` (latent units). A decoder trained on codes with
@@ -156,12 +163,10 @@ class KernelDensitySampler:
     kind = "kde"
 
     def __init__(self, codes: Tensor, bandwidth: float) -> None:
-        if not (isinstance(bandwidth, (int, float)) and np.isfinite(bandwidth) and bandwidth > 0):
-            raise ConfigError(f"KDE sampler: bandwidth must be a number > 0, got {bandwidth!r}")
+        self.bandwidth = check_bandwidth(bandwidth)
         self.codes = torch.as_tensor(codes).to(torch.float16)
         if self.codes.dim() != 2 or len(self.codes) < 1:
             raise CheckpointError(f"KDE sampler: codes must be (n, d) with n >= 1, got {tuple(self.codes.shape)}")
-        self.bandwidth = float(bandwidth)
 
     @property
     def dim(self) -> int:
