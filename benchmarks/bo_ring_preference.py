@@ -45,6 +45,13 @@ def aggregate(rows: list[dict]) -> dict:
             "mean_duplicates": float(np.mean([r["duplicates"] for r in rows]))}
 
 
+def paired(with_preference: list[dict], without: list[dict]) -> dict:
+    """Seeds where the preference's best is higher, lower or the same (to 1e-9)."""
+    differences = [a["best"] - b["best"] for a, b in zip(with_preference, without)]
+    return {"preference_higher": sum(d > 1e-9 for d in differences), "preference_lower": sum(d < -1e-9 for d in differences),
+            "same": sum(abs(d) <= 1e-9 for d in differences)}
+
+
 def markdown(result: dict) -> str:
     lines = ["| decoding | seeds | best per seed | mean | median | max | seeds >= 5.86 | P(best of 5 >= 5.86) | "
              "average score | duplicates |", "|---" * 10 + "|"]
@@ -55,6 +62,9 @@ def markdown(result: dict) -> str:
             f"| {name} | {a['seeds']} | {per_seed} | {a['mean_best']:.2f} | "
             f"{a['median_best']:.2f} | {a['max_best']:.2f} | {a['seeds_reaching_record']} | "
             f"{a['best_of_5_reaches_record']:.2f} | {a['mean_average_score']:.2f} | {a['mean_duplicates']:.2f} |")
+    pairs = result["paired_by_seed"]
+    lines.append(f"\nSeed by seed, the preference's best is higher in {pairs['preference_higher']}, lower in "
+                 f"{pairs['preference_lower']} and the same in {pairs['same']}.")
     return "\n".join(lines) + "\n"
 
 
@@ -74,6 +84,7 @@ def main() -> None:
             rows.append(seed_row(summary))
             print(f"{name}, seed {seed}: best {rows[-1]['best']:.2f}", flush=True)
         result["settings"][name] = {"max_ring_size": max_ring_size, "per_seed": rows, "aggregate": aggregate(rows)}
+    result["paired_by_seed"] = paired(*(setting["per_seed"] for setting in result["settings"].values()))
     print(f"wrote {write_result('bo_ring_preference', result)}")
     atomic_write_text(RESULTS / "bo_ring_preference.md", markdown(result))
 

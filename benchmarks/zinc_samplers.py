@@ -8,6 +8,8 @@ training codes): the fitted Gaussian (the card's "prior"), a 10-component GMM (t
 noise) at several bandwidths. Each row: validity, uniqueness, novelty, the MOSES metrics
 against the 10,000 held-out reference molecules of ``grammar-ae evaluate zinc`` (same seed,
 so the Gaussian row's metrics are the card's), and the fraction with a ring of 8 or more atoms.
+The settings record the spread of the training codes (mean standard deviation per dimension),
+the scale the kde bandwidths compare with.
 An RDKit grid shows the first valid molecules of some rows, each marked new or from training.
 
     python benchmarks/zinc_samplers.py     # writes results/zinc_samplers.{json,md,png}
@@ -83,7 +85,8 @@ def main() -> None:
         z = model.sampler(kind, **options).sample(CONFIG.prior_samples, torch.Generator().manual_seed(CONFIG.seed))
         rows[name] = row(model.decode(z), training, reference, time.perf_counter() - started)
         print(name, {c: round(rows[name][c], 3) for c in COLUMNS}, flush=True)
-    settings = {"samples": CONFIG.prior_samples, "reference_molecules": len(reference), "seed": CONFIG.seed,
+    spread = float(model.training_latents.std(dim=0).mean())
+    settings = {"samples": CONFIG.prior_samples, "code_spread_per_dimension": spread, "reference_molecules": len(reference), "seed": CONFIG.seed,
                 "densities": {name: {"kind": kind, **options} for name, (kind, options) in DENSITIES.items()}}
     print(f"wrote {write_result('zinc_samplers', {'rows': rows, 'settings': settings})}")
     atomic_write_text(RESULTS / "zinc_samplers.md", markdown(rows))
