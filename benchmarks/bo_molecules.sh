@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The molecule BO numbers of the README: penalized logP from the model's ZINC-250k training set,
 # BO against random latent points and mol_ga's Graph GA, 5 seeds x 250 objective calls on new
-# molecules each, in batches (GA: generations) of 10; results are copied to
-# benchmarks/results/bo_molecules_<NAME>.*.
+# molecules each; results are copied to benchmarks/results/bo_molecules_<NAME>.*.
 #
 #   benchmarks/bo_molecules.sh [CHECKPOINT] [NAME]      # defaults: zinc (the shipped model), zinc
 #   SEEDS=1 BUDGET=20 benchmarks/bo_molecules.sh RUN tiny  # a quick check of the pipeline
@@ -14,10 +13,9 @@ CHECKPOINT=${1:-zinc}
 NAME=${2:-$(basename "$CHECKPOINT")}
 SEEDS=${SEEDS:-5}
 BUDGET=${BUDGET:-250}
-BATCH=${BATCH:-10}  # benchmarks/bo_seed_studies.py --study batch_size: BO finds more in batches of 10 than of 50
 OUT=${OUT:-benchmarks/runs/bo/molecules-$NAME}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-grammar-ae benchmark bo --target logp --checkpoint "$CHECKPOINT" --method bo,random,ga --seeds "$SEEDS" --budget "$BUDGET" --batch-size "$BATCH" \
+grammar-ae benchmark bo --target logp --checkpoint "$CHECKPOINT" --method bo,random,ga --seeds "$SEEDS" --budget "$BUDGET" \
   --label "$NAME" --device cpu --quiet --out "$OUT"
 for extension in md json csv; do cp "$OUT/bo_benchmark.$extension" "benchmarks/results/bo_molecules_$NAME.$extension"; done
 for file in best_so_far.png best_new_molecules.png; do cp "$OUT/$file" "benchmarks/results/bo_molecules_${NAME}_$file"; done

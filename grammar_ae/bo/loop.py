@@ -63,8 +63,7 @@ ITERATIONS_WITHOUT_BUDGET = 5
 ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
 RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
 # how a run saved before a setting existed behaved (a dict: settings added inside a nested config)
-SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1, "trust_region_widths": {"min_new_fraction": 0.0, "restart_after": 0,
-                                                                          "restart_after_calls": 0}}
+SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1, "trust_region_widths": {"min_new_fraction": 0.0, "restart_after": 0}}
 Report = Callable[[str], None]
 
 

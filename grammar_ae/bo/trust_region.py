@@ -21,7 +21,8 @@ minimum, and the widening on known strings then keeps it between its smallest wi
 TuRBO's collapse test (the width below its minimum) never fires. Its centre is abandoned, and
 the next region, at the initial width, is centred on the best observed point outside the
 maximum-width boxes of every abandoned centre (the best point when there is none). 0 turns a
-test off. A batch improves when it beats the score of its region's centre.
+test off (the calls test is off by default). A batch improves when it beats the score of its
+region's centre.
 
 The local surrogate (TuRBO / LOL-BO style) is fitted on the region's local data: the
 scored points nearest its centre (``local_points``), in the same standardised units.
@@ -49,7 +50,7 @@ class TrustRegionConfig:
     failure_tolerance: int = 1
     min_new_fraction: float = 0.5
     restart_after: int = 3
-    restart_after_calls: int = 100
+    restart_after_calls: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.initial <= self.maximum:
