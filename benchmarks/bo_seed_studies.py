@@ -9,13 +9,9 @@ reaches the published record (5.86) is estimated from the fraction of seeds that
 - ``ring_preference``: decoding with the ring-size preference (rings of at most 7 atoms) or
   without it, batches of 50;
 - ``batch_size``: batches of 50 (5 batches when every proposal is new) or of 10 (25 batches),
-  with the preference;
-- ``restarts``: batches of 10, the trust region also restarted after 100 objective calls
-  without improvement, or only after 3 batches without improvement at its widest.
+  with the preference.
 
-The first two studies were made before the restart after calls existed, and keep it off.
-
-    python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size|restarts] [--seeds 20]
+    python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size] [--seeds 20]
     # results/bo_<study>.{json,md}
 
 Runs go to benchmarks/runs/bo/seed-studies/<setting>/seed-<n> and resume (a finished seed is
@@ -37,19 +33,15 @@ from grammar_ae.utils.files import atomic_write_text
 RECORD = 5.86  # the published latent-BO record at 250 evaluations
 BUDGET = 250
 RUNS = REPO / "benchmarks" / "runs" / "bo" / "seed-studies"
-WITHOUT_CALL_RESTARTS = {"restart_after_calls": 0}
 SETTINGS = {  # run folder: (largest ring preferred while decoding, BOConfig settings)
-    "q50": (MAX_RING_SIZE, {"batch_size": 50, "trust_region_widths": WITHOUT_CALL_RESTARTS}),
-    "q50-no-ring-preference": (None, {"batch_size": 50, "trust_region_widths": WITHOUT_CALL_RESTARTS}),
-    "q10": (MAX_RING_SIZE, {"batch_size": 10, "trust_region_widths": WITHOUT_CALL_RESTARTS}),
-    "q10-restart-100": (MAX_RING_SIZE, {"batch_size": 10, "trust_region_widths": {"restart_after_calls": 100}}),
+    "q50": (MAX_RING_SIZE, {"batch_size": 50}),
+    "q50-no-ring-preference": (None, {"batch_size": 50}),
+    "q10": (MAX_RING_SIZE, {"batch_size": 10}),
 }
 STUDIES = {  # study: {row label: setting}; the first row is compared seed by seed with the second
     "ring_preference": {f"rings of at most {MAX_RING_SIZE} preferred (default)": "q50",
                         "no ring preference": "q50-no-ring-preference"},
     "batch_size": {"batches of 10 (25 batches)": "q10", "batches of 50 (5 batches)": "q50"},
-    "restarts": {"batches of 10, restarted after 100 calls without improvement": "q10-restart-100",
-                 "batches of 10, restarted only at the widest": "q10"},
 }
 
 
@@ -116,7 +108,7 @@ def run_setting(model, setting: str, seeds: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", choices=STUDIES, default="restarts")
+    parser.add_argument("--study", choices=STUDIES, default="batch_size")
     parser.add_argument("--seeds", type=int, default=20)
     args = parser.parse_args()
     model = load_latent_model("zinc", "cpu")

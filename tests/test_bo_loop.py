@@ -305,30 +305,6 @@ def test_a_stalled_trust_region_restarts_on_the_best_point_outside_the_abandoned
         scores += [p.observed for p in batch]
 
 
-def test_a_region_restarts_after_its_calls_without_improvement(expressions, tmp_path):
-    # one call without improvement is enough: every batch that finds a new string but no better one restarts
-    widths_config = TrustRegionConfig(initial=0.5, maximum=2.0, restart_after=0, restart_after_calls=1)
-    config = replace(DEFAULTS, iterations=5, trust_region_widths=widths_config)
-    summary, state, target, data = _trust_region_run(expressions, tmp_path, config)
-    latents, scores = data.latents, data.scores.tolist()
-    abandoned = summary["trust_region"]["abandoned"]
-    restarted = []
-    for iteration in range(1, config.iterations + 1):
-        before = [a for a in abandoned if a["iteration"] < iteration]
-        centre_score = scores[region_centre(latents, torch.tensor(target.ranked(scores)), before, data.spread, 2.0)]
-        batch = [p for p in state.proposals if p.iteration == iteration]
-        valid = [p.score for p in batch if p.valid]
-        improved = bool(valid) and target.best([*valid, centre_score]) != centre_score
-        if not improved and any(p.valid and not p.duplicate for p in batch):
-            restarted.append(iteration)
-        latents = torch.cat([latents, torch.tensor([p.latent for p in batch], dtype=torch.float64)])
-        scores += [p.observed for p in batch]
-    assert restarted, "no batch without improvement: the test's settings should restart the region"
-    assert [a["iteration"] for a in abandoned] == restarted
-    widths = summary["trust_region"]["widths_used"]
-    assert all(widths[i] == widths_config.initial for i in restarted if i < config.iterations)
-
-
 def test_an_output_in_use_or_unwritable_is_refused_before_any_work(expressions, tmp_path):
     model = ProjectionModel(expressions)
     with hold_output_lock(tmp_path / "out"):

@@ -188,7 +188,6 @@ def _custom(string: str) -> float | None:
     (["--method", "bo,nope"], "unknown method 'nope'; expected some of bo, random, ga"),
     (["--budget", "0"], "budget must be at least 1, got 0"),
     (["--batch-size", "0"], "batch_size must be at least 1, got 0"),
-    (["--restart-after-calls", "-1"], "trust region restart_after_calls must be at least 0, got -1"),
 ])
 def test_bad_benchmark_input_is_one_line(run_main, tmp_path, arguments, message):
     code, out, err = run_main("benchmark", "bo", "--target", "expression", "--checkpoint", str(tmp_path / "none"),

@@ -14,7 +14,7 @@ def test_a_failure_halves_the_width_and_three_successes_double_it():
     state = TrustRegionState(config.initial)
     widths = []
     for improved in (False, False, False, True, True, True, True, True, True, True, True, True, False, True):
-        state.update(improved, 1.0, 10, config)
+        state.update(improved, 1.0, config)
         widths.append(state.half_width)
     assert widths == [0.25, 0.125, 0.125, 0.125, 0.125, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 1.0, 0.5, 0.5]
     assert state.successes == 1 and state.failures == 0
@@ -23,22 +23,22 @@ def test_a_failure_halves_the_width_and_three_successes_double_it():
 def test_a_batch_of_mostly_known_strings_widens_the_region_at_once():
     config = TrustRegionConfig(initial=0.5, minimum=0.125, maximum=1.0, failure_tolerance=2, min_new_fraction=0.5)
     state = TrustRegionState(config.initial)
-    state.update(False, 0.5, 5, config)  # half new: a first failure, not yet enough to shrink
+    state.update(False, 0.5, config)  # half new: a first failure, not yet enough to shrink
     assert (state.half_width, state.failures) == (0.5, 1)
-    state.update(False, 0.48, 5, config)
+    state.update(False, 0.48, config)
     assert (state.half_width, state.failures, state.successes) == (1.0, 0, 0)
-    state.update(False, 0.0, 0, config)
+    state.update(False, 0.0, config)
     assert state.half_width == 1.0  # never beyond the maximum
-    state.update(True, 0.0, 0, config)  # an improvement counts as a success however few strings were new
+    state.update(True, 0.0, config)  # an improvement counts as a success however few strings were new
     assert (state.half_width, state.successes) == (1.0, 1)
 
 
 def test_with_min_new_fraction_zero_only_a_batch_with_nothing_new_widens():
     config = TrustRegionConfig(initial=0.5, minimum=0.125, maximum=1.0, min_new_fraction=0.0)
     state = TrustRegionState(config.initial)
-    state.update(False, 0.02, 0, config)
+    state.update(False, 0.02, config)
     assert state.half_width == 0.25
-    state.update(False, 0.0, 0, config)
+    state.update(False, 0.0, config)
     assert state.half_width == 0.5
 
 
@@ -46,54 +46,32 @@ def test_a_region_stalled_at_its_widest_restarts_at_the_initial_width_and_abando
     config = TrustRegionConfig(initial=0.5, minimum=0.125, maximum=1.0, restart_after=2)
     state = TrustRegionState(1.0)
     centre = torch.tensor([0.5, -1.0])
-    state.update(False, 0.1, 1, config)
+    state.update(False, 0.1, config)
     assert state.stalls == 1 and not state.restart_if_stalled(centre, 1, config)
-    state.update(True, 0.1, 1, config)  # an improvement ends the stall
+    state.update(True, 0.1, config)  # an improvement ends the stall
     assert state.stalls == 0
-    state.update(False, 0.1, 1, config)
-    state.update(False, 0.0, 0, config)
-    assert state.restart_if_stalled(centre, 4, config) == "no improvement in 2 batches at the widest"
+    state.update(False, 0.1, config)
+    state.update(False, 0.0, config)
+    assert state.restart_if_stalled(centre, 4, config)
     assert (state.half_width, state.stalls, state.abandoned) == (0.5, 0, [{"iteration": 4, "centre": [0.5, -1.0]}])
-    state.update(False, 0.1, 1, config)  # below the maximum nothing stalls
+    state.update(False, 0.1, config)  # below the maximum nothing stalls
     assert state.stalls == 0
 
 
 def test_a_region_that_keeps_finding_new_strings_narrows_instead_of_stalling():
     config = TrustRegionConfig(initial=1.0, maximum=1.0, restart_after=1)
     state = TrustRegionState(1.0)
-    state.update(False, 0.9, 9, config)
+    state.update(False, 0.9, config)
     assert state.half_width == 0.5 and state.stalls == 1
-    state.update(False, 0.9, 9, config)
+    state.update(False, 0.9, config)
     assert state.stalls == 0 and not state.restart_if_stalled(torch.zeros(2), 2, config)
 
 
-def test_a_region_kept_small_restarts_after_its_calls_without_improvement():
-    """Failures halve the region to its minimum and known strings widen it again, so it never
-    stalls at its widest; the calls without improvement still restart it, counted from the
-    last improvement."""
-    config = TrustRegionConfig(initial=0.5, minimum=0.125, maximum=2.0, restart_after_calls=20)
-    state = TrustRegionState(0.5)
-    centre = torch.tensor([1.0, 2.0])
-    state.update(False, 0.6, 6, config)
-    state.update(True, 0.6, 6, config)  # an improvement starts the count again
-    assert state.calls_without_improvement == 0
-    widths = []
-    for new_calls in (6, 2, 6, 2):  # mostly new: halved; mostly known: widened
-        state.update(False, new_calls / 10, new_calls, config)
-        widths.append(state.half_width)
-        assert state.restart_if_stalled(centre, 1, config) is None
-    assert widths == [0.125, 0.25, 0.125, 0.25] and state.stalls == 0 and state.calls_without_improvement == 16
-    state.update(False, 0.6, 6, config)
-    assert state.restart_if_stalled(centre, 7, config) == "no improvement in 22 objective calls"
-    assert (state.half_width, state.calls_without_improvement, state.abandoned) == (
-        0.5, 0, [{"iteration": 7, "centre": [1.0, 2.0]}])
-
-
 def test_restarts_are_off_with_restart_after_zero():
-    config = TrustRegionConfig(maximum=1.0, initial=1.0, restart_after=0, restart_after_calls=0)
+    config = TrustRegionConfig(maximum=1.0, initial=1.0, restart_after=0)
     state = TrustRegionState(1.0)
     for _ in range(5):
-        state.update(False, 0.0, 0, config)
+        state.update(False, 0.0, config)
     assert not state.restart_if_stalled(torch.zeros(2), 2, config) and state.half_width == 1.0
 
 
@@ -121,7 +99,6 @@ def test_bounds_are_centred_on_the_point_and_clipped_to_the_search_box():
     ({"failure_tolerance": 0}, "failure_tolerance must be at least 1"),
     ({"min_new_fraction": 1.5}, "min_new_fraction must be in \\[0, 1\\], got 1.5"),
     ({"restart_after": -1}, "restart_after must be at least 0, got -1"),
-    ({"restart_after_calls": -5}, "restart_after_calls must be at least 0, got -5"),
 ])
 def test_bad_configs_are_clear_errors(changes, message):
     with pytest.raises(ConfigError, match=message):

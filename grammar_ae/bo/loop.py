@@ -365,9 +365,9 @@ def _run_iteration(
             ))
     if region is not None:
         _adapt_region(region, state.proposals[-len(chosen):], float(scores[incumbent]), target, config)
-        reason = region.restart_if_stalled(latents[incumbent], iteration, config.trust_region_widths)
-        if reason:
-            report(f"{stage} {reason}: the trust region restarts away from this centre")
+        if region.restart_if_stalled(latents[incumbent], iteration, config.trust_region_widths):
+            report(f"{stage} no improvement in {config.trust_region_widths.restart_after} batches at the widest: "
+                   f"the trust region restarts away from this centre")
         state.trust_region = asdict(region)
 
 
@@ -437,5 +437,5 @@ def _adapt_region(
     """Resize the region after ``batch``: did it beat ``best_before``, how much of it was new?"""
     valid = [p for p in batch if p.valid]
     improved = bool(valid) and target.best([*(p.score for p in valid), best_before]) != best_before
-    new_calls = sum(not p.duplicate for p in valid)
-    region.update(improved, new_calls / len(batch), new_calls, config.trust_region_widths)
+    new_fraction = sum(not p.duplicate for p in valid) / len(batch)
+    region.update(improved, new_fraction, config.trust_region_widths)

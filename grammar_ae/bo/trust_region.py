@@ -14,15 +14,11 @@ floor). Widths are measured in data standard deviations, not as TuRBO's
 fraction of the unit cube, because encoded data fill only the centre of their bounding box:
 in 25 dimensions the box is almost all empty corners, where decodes are poor.
 
-A region restarts (TuRBO restarts a region that has collapsed) when it has not improved for
-``restart_after`` batches at its maximum width, or for ``restart_after_calls`` objective calls
-on new strings at any width: a region that finds new strings but no better one shrinks to its
-minimum, and the widening on known strings then keeps it between its smallest widths, where
-TuRBO's collapse test (the width below its minimum) never fires. Its centre is abandoned, and
-the next region, at the initial width, is centred on the best observed point outside the
-maximum-width boxes of every abandoned centre (the best point when there is none). 0 turns a
-test off (the calls test is off by default). A batch improves when it beats the score of its
-region's centre.
+A region that has not improved for ``restart_after`` batches at its maximum width restarts
+(TuRBO restarts a region that has collapsed): its centre is abandoned, and the next region,
+at the initial width, is centred on the best observed point outside the maximum-width boxes
+of every abandoned centre (the best point when there is none). 0 never restarts. A batch
+improves when it beats the score of its region's centre.
 
 The local surrogate (TuRBO / LOL-BO style) is fitted on the region's local data: the
 scored points nearest its centre (``local_points``), in the same standardised units.
@@ -50,7 +46,6 @@ class TrustRegionConfig:
     failure_tolerance: int = 1
     min_new_fraction: float = 0.5
     restart_after: int = 3
-    restart_after_calls: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.initial <= self.maximum:
@@ -61,30 +56,25 @@ class TrustRegionConfig:
         require_counts(self, ("success_tolerance", "failure_tolerance"), "trust region ")
         if not 0 <= self.min_new_fraction <= 1:
             raise ConfigError(f"trust region min_new_fraction must be in [0, 1], got {self.min_new_fraction}")
-        for name in ("restart_after", "restart_after_calls"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"trust region {name} must be at least 0, got {getattr(self, name)}")
+        if self.restart_after < 0:
+            raise ConfigError(f"trust region restart_after must be at least 0, got {self.restart_after}")
 
 
 @dataclass
 class TrustRegionState:
     """The current half-width, the run of successes or failures since it last changed, the
-    batches without improvement at the maximum width, the objective calls since the last
-    improvement, and the centres of abandoned regions."""
+    batches without improvement at the maximum width, and the centres of abandoned regions."""
 
     half_width: float
     successes: int = 0
     failures: int = 0
     stalls: int = 0
-    calls_without_improvement: int = 0
     abandoned: list[dict] = field(default_factory=list)  # {"iteration": after which, "centre": latent}
     widths_used: list[float] = field(default_factory=list)  # one per iteration
 
-    def update(self, improved: bool, new_fraction: float, new_calls: int, config: TrustRegionConfig) -> None:
-        """Record one batch: did it improve the best score, what fraction of it was new strings,
-        how many objective calls on new strings did it make?"""
+    def update(self, improved: bool, new_fraction: float, config: TrustRegionConfig) -> None:
+        """Record one batch: did it improve the best score, what fraction of it was new strings?"""
         self.stalls = 0 if improved or self.half_width < config.maximum else self.stalls + 1
-        self.calls_without_improvement = 0 if improved else self.calls_without_improvement + new_calls
         if improved:
             self.successes, self.failures = self.successes + 1, 0
             if self.successes >= config.success_tolerance:
@@ -96,20 +86,14 @@ class TrustRegionState:
             if self.failures >= config.failure_tolerance:
                 self.half_width, self.failures = max(self.half_width / 2, config.minimum), 0
 
-    def restart_if_stalled(self, centre: Tensor, iteration: int, config: TrustRegionConfig) -> str | None:
+    def restart_if_stalled(self, centre: Tensor, iteration: int, config: TrustRegionConfig) -> bool:
         """Abandon ``centre`` and start a region at the initial width after ``restart_after``
-        stalled batches or ``restart_after_calls`` calls without improvement; the reason when
-        it did, else None."""
-        if config.restart_after and self.stalls >= config.restart_after:
-            reason = f"no improvement in {config.restart_after} batches at the widest"
-        elif config.restart_after_calls and self.calls_without_improvement >= config.restart_after_calls:
-            reason = f"no improvement in {self.calls_without_improvement} objective calls"
-        else:
-            return None
+        stalled batches; True when it did."""
+        if not config.restart_after or self.stalls < config.restart_after:
+            return False
         self.abandoned.append({"iteration": iteration, "centre": centre.tolist()})
         self.half_width, self.successes, self.failures, self.stalls = config.initial, 0, 0, 0
-        self.calls_without_improvement = 0
-        return reason
+        return True
 
 
 def region_centre(

@@ -52,11 +52,6 @@ RESTART_AFTER = typer.Option(
     help="Trust region: restart away from the centre after this many batches without improvement at the widest "
     "(0: never).",
 )
-RESTART_AFTER_CALLS = typer.Option(
-    TrustRegionConfig.restart_after_calls,
-    help="Trust region: restart away from the centre after this many objective calls on new strings without "
-    "improvement, at any width (0: never).",
-)
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -77,9 +72,8 @@ def _load(checkpoint: Path, target: str, device_name: str) -> LatentModel:
     return model
 
 
-def _widths(min_new_fraction: float, restart_after: int, restart_after_calls: int) -> TrustRegionConfig:
-    return TrustRegionConfig(
-        min_new_fraction=min_new_fraction, restart_after=restart_after, restart_after_calls=restart_after_calls)
+def _widths(min_new_fraction: float, restart_after: int) -> TrustRegionConfig:
+    return TrustRegionConfig(min_new_fraction=min_new_fraction, restart_after=restart_after)
 
 
 def _entry(entry: dict) -> str:
@@ -104,7 +98,6 @@ def optimize(
     trust_region: bool = TRUST_REGION,
     min_new_fraction: float = MIN_NEW_FRACTION,
     restart_after: int = RESTART_AFTER,
-    restart_after_calls: int = RESTART_AFTER_CALLS,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
     device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
@@ -120,7 +113,7 @@ def optimize(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, seed=seed, data=data,
-        trust_region=trust_region, trust_region_widths=_widths(min_new_fraction, restart_after, restart_after_calls),
+        trust_region=trust_region, trust_region_widths=_widths(min_new_fraction, restart_after),
         device=device_name,
     )
     summary = run_bo(_load(checkpoint, target, device_name), config, out, resume=resume, progress=not quiet)
@@ -163,7 +156,6 @@ def benchmark_bo(
     trust_region: bool = TRUST_REGION,
     min_new_fraction: float = MIN_NEW_FRACTION,
     restart_after: int = RESTART_AFTER,
-    restart_after_calls: int = RESTART_AFTER_CALLS,
     random_points: str = typer.Option("gaussian", help="random method: gaussian (fitted to the data) or box."),
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
     device: str = DEVICE,
@@ -183,7 +175,7 @@ def benchmark_bo(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, data=data, trust_region=trust_region,
-        trust_region_widths=_widths(min_new_fraction, restart_after, restart_after_calls), random_points=random_points,
+        trust_region_widths=_widths(min_new_fraction, restart_after), random_points=random_points,
         device=device_name,
     )
     rows = run_bo_benchmark(
