@@ -21,6 +21,7 @@ read back); studies share the runs of a setting they both use.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
 import numpy as np
 from common import REPO, RESULTS, ring_preference, write_result
@@ -66,7 +67,8 @@ def aggregate(rows: list[dict]) -> dict:
             "best_of_5_reaches_record": 1 - (1 - reached) ** 5,
             "mean_average_score": float(np.mean([r["average_score"] for r in rows])),
             "mean_duplicates": float(np.mean([r["duplicates"] for r in rows])),
-            "mean_bo_cpu_seconds": float(np.mean([r["bo_cpu_seconds"] for r in rows]))}
+            "mean_bo_cpu_seconds": float(np.mean([r["bo_cpu_seconds"] for r in rows])),
+            "most_common_best": dict(zip(("smiles", "seeds"), Counter(r["smiles"] for r in rows).most_common(1)[0]))}
 
 
 def paired(first: list[dict], second: list[dict]) -> dict:
@@ -87,6 +89,9 @@ def markdown(result: dict) -> str:
             f"{a['median_best']:.2f} | {a['max_best']:.2f} | {a['seeds_reaching_record']} | "
             f"{a['best_of_5_reaches_record']:.2f} | {a['mean_average_score']:.2f} | {a['mean_duplicates']:.2f} | "
             f"{a['mean_bo_cpu_seconds']:.0f} |")
+    for name, setting in result["settings"].items():
+        common = setting["aggregate"]["most_common_best"]
+        lines.append(f"\n{name}: {common['seeds']} seeds end on `{common['smiles']}`.")
     first, second = result["settings"]
     pairs = result["paired_by_seed"]
     lines.append(f"\nSeed by seed, {first}: best higher than {second} in {pairs['first_higher']} seeds, lower in "
