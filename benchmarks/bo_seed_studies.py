@@ -83,10 +83,12 @@ def aggregate(rows: list[dict]) -> dict:
 
 
 def paired(first: list[dict], second: list[dict]) -> dict:
-    """Seeds where the first setting's best is higher, lower or the same (to 1e-9) as the second's."""
-    differences = [a["best"] - b["best"] for a, b in zip(first, second)]
-    return {"first_higher": sum(d > 1e-9 for d in differences), "first_lower": sum(d < -1e-9 for d in differences),
-            "same": sum(abs(d) <= 1e-9 for d in differences)}
+    """Seeds where the first setting's best is higher, lower or the same (to 1e-9) as the second's,
+    and the mean of the differences with its standard error."""
+    differences = np.array([a["best"] - b["best"] for a, b in zip(first, second)])
+    return {"first_higher": int((differences > 1e-9).sum()), "first_lower": int((differences < -1e-9).sum()),
+            "same": int((np.abs(differences) <= 1e-9).sum()), "mean_difference": float(differences.mean()),
+            "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences)))}
 
 
 def markdown(result: dict) -> str:
@@ -109,7 +111,8 @@ def markdown(result: dict) -> str:
     first, second = result["settings"]
     pairs = result["paired_by_seed"]
     lines.append(f"\nSeed by seed, {first}: best higher than {second} in {pairs['first_higher']} seeds, lower in "
-                 f"{pairs['first_lower']} and the same in {pairs['same']}.")
+                 f"{pairs['first_lower']} and the same in {pairs['same']}; mean difference "
+                 f"{pairs['mean_difference']:+.2f} +- {pairs['standard_error']:.2f} (standard error).")
     return "\n".join(lines) + "\n"
 
 
