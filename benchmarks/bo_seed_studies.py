@@ -11,9 +11,11 @@ reaches the published record (5.86) is estimated from the fraction of seeds that
 - ``batch_size``: batches of 50 (5 batches when every proposal is new) or of 10 (25 batches),
   with the preference;
 - ``candidates``: 8 latent candidates per place in the batch or 4 (the default), batches of 50,
-  with the preference.
+  with the preference;
+- ``decoding``: each latent point decoded 10 times by Gumbel sampling, the most frequent valid
+  molecule kept, or greedily (the default), batches of 50, with the preference.
 
-    python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size|candidates] [--seeds 20]
+    python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size|candidates|decoding] [--seeds 20]
     # results/bo_<study>.{json,md}
 
 Runs go to benchmarks/runs/bo/seed-studies/<setting>/seed-<n> and resume (a finished seed is
@@ -41,12 +43,14 @@ SETTINGS = {  # run folder: (largest ring preferred while decoding, BOConfig set
     "q50-no-ring-preference": (None, {"batch_size": 50}),
     "q10": (MAX_RING_SIZE, {"batch_size": 10}),
     "q50-c8": (MAX_RING_SIZE, {"batch_size": 50, "candidates_per_point": 8}),
+    "q50-s10": (MAX_RING_SIZE, {"batch_size": 50, "samples_per_point": 10}),
 }
 STUDIES = {  # study: {row label: setting}; the first row is compared seed by seed with the second
     "ring_preference": {f"rings of at most {MAX_RING_SIZE} preferred (default)": "q50",
                         "no ring preference": "q50-no-ring-preference"},
     "batch_size": {"batches of 10 (25 batches)": "q10", "batches of 50 (5 batches)": "q50"},
     "candidates": {"8 candidates per place": "q50-c8", "4 candidates per place (default)": "q50"},
+    "decoding": {"10 sampled decodes per point": "q50-s10", "greedy decoding (default)": "q50"},
 }
 
 
