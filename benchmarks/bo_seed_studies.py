@@ -58,10 +58,12 @@ def seed_row(summary: dict) -> dict:
     """One seed's best, its averages, and what its trust region did: restarts, and the widest
     half-width it took in the batches after the one that found the best."""
     best, region = summary["top3"][0], summary["trust_region"]
-    return {"seed": summary["seed"], "best": best["score"], "heavy_atoms": best["heavy_atoms"], "smiles": best["string"],
-            "average_score": summary["average_score"], "duplicates": summary["duplicates"] / summary["proposed"],
+    return {"seed": summary["seed"], "best": best["score"], "heavy_atoms": best["heavy_atoms"],
+            "smiles": best["string"], "average_score": summary["average_score"],
+            "duplicates": summary["duplicates"] / summary["proposed"],
             "batches": summary["completed_iterations"], "bo_cpu_seconds": bo_cpu_seconds(summary),
             "restarts": len(region["abandoned"]),
+            # widths_used[i] is batch i + 1's width, so the slice starts at the batch after the best's
             "widest_after_best": max(region["widths_used"][best["iteration"]:], default=None)}
 
 

@@ -86,7 +86,8 @@ def main() -> None:
         rows[name] = row(model.decode(z), training, reference, time.perf_counter() - started)
         print(name, {c: round(rows[name][c], 3) for c in COLUMNS}, flush=True)
     spread = float(model.training_latents.std(dim=0).mean())
-    settings = {"samples": CONFIG.prior_samples, "code_spread_per_dimension": spread, "reference_molecules": len(reference), "seed": CONFIG.seed,
+    settings = {"samples": CONFIG.prior_samples, "code_spread_per_dimension": spread,
+                "reference_molecules": len(reference), "seed": CONFIG.seed,
                 "densities": {name: {"kind": kind, **options} for name, (kind, options) in DENSITIES.items()}}
     print(f"wrote {write_result('zinc_samplers', {'rows': rows, 'settings': settings})}")
     atomic_write_text(RESULTS / "zinc_samplers.md", markdown(rows))
