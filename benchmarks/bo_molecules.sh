@@ -7,6 +7,8 @@
 #
 #   benchmarks/bo_molecules.sh [CHECKPOINT] [NAME]      # defaults: zinc (the shipped model), zinc
 #   SEEDS=1 BUDGET=20 benchmarks/bo_molecules.sh RUN tiny  # a quick check of the pipeline
+#   RETRAIN=1 METHODS=bo benchmarks/bo_molecules.sh zinc zinc_retraining
+#       # BO with weighted retraining before every batch (grammar_ae.bo.retraining)
 #
 # The first run encodes and scores the 225k training molecules once (cached under $GRAMMAR_AE_CACHE).
 set -euo pipefail
@@ -16,9 +18,11 @@ NAME=${2:-$(basename "$CHECKPOINT")}
 SEEDS=${SEEDS:-5}
 BUDGET=${BUDGET:-250}
 SAMPLES=${SAMPLES:-10}  # decodes per latent point
+RETRAIN=${RETRAIN:-0}  # batches between weighted retrainings of the model (0: never)
+METHODS=${METHODS:-bo,random,ga}
 OUT=${OUT:-benchmarks/runs/bo/molecules-$NAME}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-grammar-ae benchmark bo --target logp --checkpoint "$CHECKPOINT" --method bo,random,ga --seeds "$SEEDS" --budget "$BUDGET" --samples-per-point "$SAMPLES" \
-  --label "$NAME" --device cpu --quiet --out "$OUT"
+grammar-ae benchmark bo --target logp --checkpoint "$CHECKPOINT" --method "$METHODS" --seeds "$SEEDS" --budget "$BUDGET" --samples-per-point "$SAMPLES" \
+  --retrain-every "$RETRAIN" --label "$NAME" --device cpu --quiet --out "$OUT"
 for extension in md json csv; do cp "$OUT/bo_benchmark.$extension" "benchmarks/results/bo_molecules_$NAME.$extension"; done
 for file in best_so_far.png best_new_molecules.png; do cp "$OUT/$file" "benchmarks/results/bo_molecules_${NAME}_$file"; done

@@ -34,6 +34,7 @@ import numpy as np
 from grammar_ae.bo.genetic import GAConfig, check_ga_grammar, run_ga
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import BOConfig, run_bo
+from grammar_ae.bo.retraining import RetrainingConfig
 from grammar_ae.bo.results import compact, draw_molecules
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.errors import ConfigError
@@ -229,6 +230,12 @@ def plot_best_so_far(path: Path, runs: dict[str, list[dict]], target: Target) ->
         axes[-1].legend(fontsize="small")
 
 
+def _method_config(config: BOConfig, target: str, seed: int, method: str) -> BOConfig:
+    """``config`` for one run of ``method`` ("bo" or "random": retraining is BO's only)."""
+    retraining = config.retraining if method == "bo" else RetrainingConfig()
+    return replace(config, target=target, seed=seed, method=method, retraining=retraining)
+
+
 def run_bo_benchmark(
     model: LatentModel, target: str, seeds: Sequence[int], config: BOConfig, out_dir: str | Path,
     label: str = "model", progress: bool = True, methods: Sequence[str] = ("bo",), threshold: float | None = None,
@@ -252,7 +259,7 @@ def run_bo_benchmark(
                                        offspring=config.batch_size, seed=seed, data=config.data),
                        out_dir / method / f"seed_{seed}", progress=progress)
                 if method == "ga" else
-                run_bo(model, replace(config, target=target, seed=seed, method=method),
+                run_bo(model, _method_config(config, target, seed, method),
                        out_dir / method / f"seed_{seed}", resume=True, progress=progress)
                 for seed in seeds
             ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import Tensor
 
     from grammar_ae.grammar.cfg import Grammar
@@ -33,3 +35,21 @@ class LatentModel(Protocol):
     def decode_samples(self, z: Tensor, samples_per_point: int, seed: int) -> list[list[str | None]]:
         """For each row of ``z``, ``samples_per_point`` stochastic decodes (Gumbel-max);
         None where the derivation did not finish (grammatically invalid)."""
+
+
+@runtime_checkable
+class RetrainableModel(LatentModel, Protocol):
+    """A latent model that weighted retraining (``grammar_ae.bo.retraining``) can fine-tune."""
+
+    def fine_tuned(
+        self, strings: Sequence[str], learning_rate: float, batch_size: int, seed: int,
+    ) -> tuple[RetrainableModel, float]:
+        """A copy trained one pass over ``strings`` (reproducible given ``seed``) and the pass's
+        mean loss; the model itself is unchanged. The copy's ``checkpoint_sha256`` identifies
+        its weights."""
+
+    def save_weights(self, path: Path) -> None:
+        """Write the weights to ``path`` atomically."""
+
+    def with_weights(self, path: Path) -> RetrainableModel:
+        """A copy with the weights ``save_weights`` wrote to ``path``."""

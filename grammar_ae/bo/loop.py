@@ -24,6 +24,10 @@ only: the objective is called on the chosen batch alone. An invalid point enters
 surrogate with the worst training score. A ``budget`` counts calls of the objective on new strings (valid
 proposals neither in the starting data nor proposed before): the run stops once it is
 spent, each batch shortened to what is left, or after ``iterations`` batches.
+
+With ``retraining.every`` set (method "bo"), the model itself is fine-tuned during the search
+on the best strings found so far (weighted retraining, ``grammar_ae.bo.retraining``), and
+each batch is proposed and decoded by the latest model.
 """
 
 from __future__ import annotations
@@ -42,9 +46,12 @@ import torch
 from torch import Tensor
 
 from grammar_ae.bo.acquisition import AcquisitionConfig, propose
-from grammar_ae.bo.latent_model import LatentModel
+from grammar_ae.bo.latent_model import LatentModel, RetrainableModel
 from grammar_ae.bo.results import compact, format_score, write_outputs
-from grammar_ae.bo.starting_data import encode_cached, score_starting_strings, starting_record, starting_strings
+from grammar_ae.bo.retraining import RetrainingConfig, retrain, weights_path
+from grammar_ae.bo.starting_data import (
+    encode_by_length, encode_cached, score_starting_strings, starting_record, starting_strings,
+)
 from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, objective_calls, stage_seed
 from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
@@ -63,7 +70,11 @@ ITERATIONS_WITHOUT_BUDGET = 5
 ITERATIONS_PER_BUDGET_BATCH = 4  # with a budget, at most 4x the batches it needs when every string is new
 RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resumed run may change
 # how a run saved before a setting existed behaved (a dict: settings added inside a nested config)
-SETTINGS_BEFORE_ADDED = {"candidates_per_point": 1, "trust_region_widths": {"min_new_fraction": 0.0, "restart_after": 0}}
+SETTINGS_BEFORE_ADDED = {
+    "candidates_per_point": 1, "trust_region_widths": {"min_new_fraction": 0.0, "restart_after": 0},
+    "retraining": {"every": 0},
+}
+RETRAINED_TEST_POINTS = 1000  # held-out strings re-encoded after a retraining, for the surrogate's test
 Report = Callable[[str], None]
 
 
@@ -74,7 +85,8 @@ class BOConfig:
     width added on each side. ``max_training_points`` subsamples the surrogate's training
     set. ``trust_region`` searches each batch near the best point observed so far (see
     ``grammar_ae.bo.trust_region``). ``iterations`` None: 5, or with a budget 4x the
-    batches the budget needs."""
+    batches the budget needs. ``retraining`` fine-tunes the model during the search (see
+    ``grammar_ae.bo.retraining``; method "bo" only)."""
 
     target: str
     iterations: int | None = None
@@ -102,10 +114,13 @@ class BOConfig:
     device: str = "cpu"  # where the GP is fitted and the acquisition optimized
     trust_region: bool = True
     trust_region_widths: TrustRegionConfig = field(default_factory=TrustRegionConfig)
+    retraining: RetrainingConfig = field(default_factory=RetrainingConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.trust_region_widths, dict):
             self.trust_region_widths = TrustRegionConfig(**self.trust_region_widths)
+        if isinstance(self.retraining, dict):
+            self.retraining = RetrainingConfig(**self.retraining)
         for name, allowed in (("method", METHODS), ("surrogate", SURROGATES), ("random_points", RANDOM_POINTS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -118,6 +133,8 @@ class BOConfig:
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.bounds != "data" and (isinstance(self.bounds, str) or self.bounds < 0):
             raise ConfigError(f"bounds must be 'data' or a margin >= 0, got {self.bounds!r}")
+        if self.retraining.enabled and self.method != "bo":
+            raise ConfigError(f"retraining is for method 'bo', not {self.method!r}")
         if self.max_training_points is not None and self.max_training_points < 2:
             raise ConfigError(f"max_training_points must be at least 2, got {self.max_training_points}")
         self.surrogate_config()
@@ -151,6 +168,9 @@ class TrainingData:
     spread: Tensor  # (d,) standard deviation of the training latents, the trust region's unit
     known: set[str]  # compact starting strings, to flag rediscoveries
     worst: float
+    strings: list[str]  # of the training part, row by row
+    test_strings: list[str]
+    proposals_included: int = 0  # the first proposals, re-encoded into ``latents`` after a retraining
 
 
 @contextmanager
@@ -186,6 +206,27 @@ def prepare_training_data(
     return TrainingData(
         latents[train], scores[train], latents[test], scores[test], data_bounds(latents, margin),
         latents[train].std(dim=0), {compact(s) for s in strings}, worst,
+        [strings[i] for i in train.tolist()], [strings[i] for i in test.tolist()],
+    )
+
+
+def retrained_data(
+    model: LatentModel, base: TrainingData, proposals: list[Proposal], target: Target, config: BOConfig,
+    report: Report,
+) -> TrainingData:
+    """The surrogate's data after a retraining: the ``surrogate_points`` best strings of the
+    starting data's training part and every valid new proposal, encoded by ``model``."""
+    rows = target.ranked(base.scores.tolist())[: config.retraining.surrogate_points]
+    new = [p for p in proposals if p.valid and not p.duplicate]
+    strings = [base.strings[i] for i in rows] + [p.string for p in new]
+    scores = torch.cat([base.scores[rows], torch.tensor([p.score for p in new], dtype=torch.float64)])
+    test_strings = base.test_strings[:RETRAINED_TEST_POINTS]
+    latents = encode_by_length(model, strings + test_strings, report)
+    train, test = latents[: len(strings)], latents[len(strings) :]
+    margin = 0.0 if config.bounds == "data" else float(config.bounds)
+    return TrainingData(
+        train, scores, test, base.test_scores[: len(test_strings)], data_bounds(train, margin), train.std(dim=0),
+        base.known, base.worst, strings, test_strings, proposals_included=len(proposals),
     )
 
 
@@ -228,6 +269,8 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
+    if state.retrainings and not weights_path(out_dir, len(state.retrainings)).is_file():
+        raise CheckpointError(f"{weights_path(out_dir, len(state.retrainings))}: missing; the run cannot resume without it")
     saved = _as_saved(state.config, config.target)
     changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and saved[key] != value]
     if changed:
@@ -257,6 +300,8 @@ def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bo
     target = get_target(config.target)
     check_target_grammar(target, model.grammar_name)
     device = resolve_device(config.device)
+    if config.retraining.enabled and not isinstance(model, RetrainableModel):
+        raise ConfigError(f"retraining: the model ({type(model).__name__}) cannot be fine-tuned")
     out_dir = Path(out_dir)
     with hold_output_lock(out_dir):
         state = _resumed_state(out_dir, config, model, resume)
@@ -283,14 +328,21 @@ def _iterate(
 
         done = _progress_count(config, state)
         advance(done)
-        data = prepare_training_data(model, target, config, state, report)
+        base = data = prepare_training_data(model, target, config, state, report)
+        if state.retrainings:
+            model = _retrained_model(model, out_dir, state)
+            data = retrained_data(model, base, state.proposals, target, config, report)
         summary: dict = {}
         while not finished(config, state):
             iteration = state.completed_iterations + 1
+            if config.retraining.due(iteration):
+                model = _retrain(iteration, model, base, target, config, state, out_dir, report)
+                data = retrained_data(model, base, state.proposals, target, config, report)
             _run_iteration(iteration, model, target, config, data, state, device, report)
             state.completed_iterations = iteration
             try:
                 state.save(out_dir)
+                _remove_stale_weights(out_dir, len(state.retrainings))
                 summary = write_outputs(out_dir, state, target)
             except OSError as error:
                 saved = load_state(out_dir)
@@ -302,6 +354,41 @@ def _iterate(
             advance(now - done, status=_standing(summary, state))
             done = now
     return summary
+
+
+def _retrain(
+    iteration: int, model: RetrainableModel, base: TrainingData, target: Target, config: BOConfig, state: BOState,
+    out_dir: Path, report: Report,
+) -> RetrainableModel:
+    """Fine-tune ``model`` on the starting data and the proposals so far, save its weights and
+    start the trust region and the surrogate's warm start again."""
+    new = [p for p in state.proposals if p.valid and not p.duplicate]
+    strings, scores = base.strings + [p.string for p in new], base.scores.tolist() + [p.score for p in new]
+    report(f"iteration {iteration}/{config.iterations}: retrain the model on {config.retraining.samples:,} strings "
+           f"drawn by rank from {len(strings):,}")
+    with _timed(state, "retraining"):
+        model, loss = retrain(model, strings, scores, config.retraining, target.maximize,
+                              stage_seed(config.seed, iteration, "retraining"))
+    count = len(state.retrainings) + 1
+    model.save_weights(weights_path(out_dir, count))
+    state.retrainings.append({"iteration": iteration, "loss": loss, "sha256": model.checkpoint_sha256})
+    state.trust_region = state.surrogate_hyperparameters = None
+    return model
+
+
+def _retrained_model(model: RetrainableModel, out_dir: Path, state: BOState) -> RetrainableModel:
+    """The model of the run's last retraining, from its saved weights."""
+    path = weights_path(out_dir, len(state.retrainings))
+    retrained = model.with_weights(path)
+    if retrained.checkpoint_sha256 != state.retrainings[-1]["sha256"]:
+        raise CheckpointError(f"{path}: not the weights the run saved; remove the run folder to start over")
+    return retrained
+
+
+def _remove_stale_weights(out_dir: Path, count: int) -> None:
+    """Remove the weights of every retraining before the last one the state counts."""
+    for earlier in range(1, count):
+        weights_path(out_dir, earlier).unlink(missing_ok=True)
 
 
 def _standing(summary: dict, state: BOState) -> str:
@@ -325,8 +412,9 @@ def _run_iteration(
     iteration: int, model: LatentModel, target: Target, config: BOConfig, data: TrainingData,
     state: BOState, device: torch.device, report: Report,
 ) -> None:
-    proposed = torch.tensor([p.latent for p in state.proposals], dtype=torch.float64).reshape(-1, model.latent_dim)
-    observed = torch.tensor([p.observed for p in state.proposals], dtype=torch.float64)
+    since = state.proposals[data.proposals_included :]  # the earlier ones are in ``data``, re-encoded
+    proposed = torch.tensor([p.latent for p in since], dtype=torch.float64).reshape(-1, model.latent_dim)
+    observed = torch.tensor([p.observed for p in since], dtype=torch.float64)
     latents, scores = torch.cat([data.latents, proposed]), torch.cat([data.scores, observed])
     q = _batch_size(config, state)
     candidates = q * config.candidates_per_point

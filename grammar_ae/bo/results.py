@@ -103,6 +103,7 @@ def build_summary(state: BOState, target: Target) -> dict:
         "training": state.training,
         "surrogate_test": state.surrogate_test,
         "trust_region": state.trust_region,
+        "retrainings": state.retrainings,
         "config": state.config,
         "seed": state.config["seed"],
         "checkpoint_sha256": state.checkpoint_sha256,

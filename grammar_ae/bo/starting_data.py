@@ -70,6 +70,13 @@ def encode_cached(model: LatentModel, strings: Sequence[str], report: Report | N
         cached = np.load(path)
         if cached.shape == (len(strings), model.latent_dim):
             return torch.from_numpy(cached)
+    latents = encode_by_length(model, strings, report)
+    atomic_write_npy(path, latents.numpy())
+    return latents
+
+
+def encode_by_length(model: LatentModel, strings: Sequence[str], report: Report | None = None) -> Tensor:
+    """(n, latent_dim) float64 latent means of ``strings``, encoded in order of length."""
     order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
     latents = np.empty((len(strings), model.latent_dim), dtype=np.float64)
     for start in range(0, len(order), ENCODE_CHUNK):
@@ -77,5 +84,4 @@ def encode_cached(model: LatentModel, strings: Sequence[str], report: Report | N
             report(f"encode {start:,}/{len(strings):,} strings")
         rows = order[start : start + ENCODE_CHUNK]
         latents[rows] = model.encode_means([strings[i] for i in rows]).double().numpy()
-    atomic_write_npy(path, latents)
     return torch.from_numpy(latents)

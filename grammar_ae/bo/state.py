@@ -2,7 +2,7 @@
 
 Everything the next iteration needs that cannot be recomputed lives here: the proposals
 (with their exact float64 latent points and the value each one entered the surrogate
-with), the trust region, the last surrogate fit's hyperparameters (the next fit starts
+with), the trust region, the retrainings (whose last weights lie beside the state), the last surrogate fit's hyperparameters (the next fit starts
 from them), the held-out surrogate metrics and the timings. No random-generator state is
 needed: every stage draws from a seed derived from (run seed, iteration, stage), so an
 iteration run after a resume is the same as in an uninterrupted run.
@@ -21,7 +21,7 @@ from grammar_ae.utils.files import atomic_write_json
 
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
-STAGES = {"fit": 0, "acquisition": 1, "decoding": 2}
+STAGES = {"fit": 0, "acquisition": 1, "decoding": 2, "retraining": 3}
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
@@ -57,6 +57,7 @@ class BOState:
     surrogate_test: dict | None = None
     trust_region: dict | None = None  # TrustRegionState fields, for runs with a trust region
     surrogate_hyperparameters: dict | None = None  # the last fit's, to warm-start the next
+    retrainings: list[dict] = field(default_factory=list)  # per retraining: iteration, loss, sha256 of the weights
     timings: dict[str, list[float]] = field(default_factory=dict)  # wall-clock seconds per stage
     cpu_timings: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds of the process per stage
 

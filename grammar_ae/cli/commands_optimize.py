@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from grammar_ae.bo.latent_model import LatentModel
+from grammar_ae.bo.retraining import RetrainingConfig
 from grammar_ae.bo.targets import check_target_grammar, get_target, import_target_module
 from grammar_ae.bo.trust_region import TrustRegionConfig
 from grammar_ae.cli.commands_model import load_sequence_run
@@ -52,6 +53,14 @@ RESTART_AFTER = typer.Option(
     help="Trust region: restart away from the centre after this many batches without improvement at the widest "
     "(0: never).",
 )
+RETRAIN_EVERY = typer.Option(
+    RetrainingConfig.every, help="Weighted retraining: fine-tune the model before batch 1 and every N batches "
+    "after it on strings drawn by score rank (0: never; bo only).",
+)
+RETRAIN_SAMPLES = typer.Option(RetrainingConfig.samples, help="Weighted retraining: strings drawn per retraining.")
+RETRAIN_RANK_WEIGHT = typer.Option(
+    RetrainingConfig.rank_weight, help="Weighted retraining: k in the weight 1/(kN + rank); smaller favours the best.",
+)
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 TARGET_MODULE = typer.Option(None, help="Python module to import first; it registers user targets (register_target).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -76,6 +85,10 @@ def _widths(min_new_fraction: float, restart_after: int) -> TrustRegionConfig:
     return TrustRegionConfig(min_new_fraction=min_new_fraction, restart_after=restart_after)
 
 
+def _retraining(every: int, samples: int, rank_weight: float) -> RetrainingConfig:
+    return RetrainingConfig(every=every, samples=samples, rank_weight=rank_weight)
+
+
 def _entry(entry: dict) -> str:
     atoms = f"  ({entry['heavy_atoms']} heavy atoms)" if entry.get("heavy_atoms") is not None else ""
     return f"{entry['score']:.4f}  {entry['string']}{atoms}"
@@ -98,6 +111,9 @@ def optimize(
     trust_region: bool = TRUST_REGION,
     min_new_fraction: float = MIN_NEW_FRACTION,
     restart_after: int = RESTART_AFTER,
+    retrain_every: int = RETRAIN_EVERY,
+    retrain_samples: int = RETRAIN_SAMPLES,
+    retrain_rank_weight: float = RETRAIN_RANK_WEIGHT,
     seed: int = typer.Option(0, help="Random seed (split, GP, acquisition, decoding)."),
     device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
@@ -114,7 +130,7 @@ def optimize(
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, seed=seed, data=data,
         trust_region=trust_region, trust_region_widths=_widths(min_new_fraction, restart_after),
-        device=device_name,
+        retraining=_retraining(retrain_every, retrain_samples, retrain_rank_weight), device=device_name,
     )
     summary = run_bo(_load(checkpoint, target, device_name), config, out, resume=resume, progress=not quiet)
     average = summary["average_score"]
@@ -156,6 +172,9 @@ def benchmark_bo(
     trust_region: bool = TRUST_REGION,
     min_new_fraction: float = MIN_NEW_FRACTION,
     restart_after: int = RESTART_AFTER,
+    retrain_every: int = RETRAIN_EVERY,
+    retrain_samples: int = RETRAIN_SAMPLES,
+    retrain_rank_weight: float = RETRAIN_RANK_WEIGHT,
     random_points: str = typer.Option("gaussian", help="random method: gaussian (fitted to the data) or box."),
     label: Optional[str] = typer.Option(None, help="Model name in the table (default: the checkpoint folder's name)."),
     device: str = DEVICE,
@@ -176,7 +195,7 @@ def benchmark_bo(
         candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, data=data, trust_region=trust_region,
         trust_region_widths=_widths(min_new_fraction, restart_after), random_points=random_points,
-        device=device_name,
+        retraining=_retraining(retrain_every, retrain_samples, retrain_rank_weight), device=device_name,
     )
     rows = run_bo_benchmark(
         _load(checkpoint, target, device_name), target, list(range(seeds)), config, out,

@@ -81,9 +81,12 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
         return ReconstructionTerms(loss=F.cross_entropy(masked, chosen, reduction="sum") / len(targets))
 
     # -- strings ---------------------------------------------------------------------------
+    def training_batch(self, strings: list[str]) -> Tensor:
+        return self.codec.padded(strings)
+
     @torch.no_grad()
     def encode_batch(self, strings: list[str]) -> EncoderOutput:
-        return self.encode(self.codec.padded(strings).to(self.device))
+        return self.encode(self.training_batch(strings).to(self.device))
 
     @torch.no_grad()
     def decode_latents(

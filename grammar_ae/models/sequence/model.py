@@ -119,6 +119,10 @@ class StringAutoEncoder(AutoEncoder):
         return torch.cat(means) if means else torch.zeros(0, self.latent_dim)
 
     @abstractmethod
+    def training_batch(self, strings: list[str]) -> Tensor:
+        """``strings`` as one batch of integer codes, as ``loss`` takes it."""
+
+    @abstractmethod
     def decode_latents(
         self, z: Tensor, sample: bool = False, generator: torch.Generator | None = None, batch_size: int = 1000
     ) -> list[str | None]:
@@ -164,9 +168,12 @@ class SequenceAutoEncoder(StringAutoEncoder):
         per_step = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
         return ReconstructionTerms(loss=per_step.view_as(targets).sum(1).mean())
 
+    def training_batch(self, strings: list[str]) -> Tensor:
+        return self.codec.encode(strings)
+
     @torch.no_grad()
     def encode_batch(self, strings: list[str]) -> EncoderOutput:
-        return self.encode(self.inputs(self.codec.encode(strings).to(self.device)))
+        return self.encode(self.inputs(self.training_batch(strings).to(self.device)))
 
     @torch.no_grad()
     def decode_latents(

@@ -5,8 +5,10 @@ It implements the ``LatentModel`` protocol of the BO loop (``grammar_ae.bo.laten
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -16,6 +18,8 @@ from grammar_ae.data.datasets import load_prepared
 from grammar_ae.errors import CheckpointError, DataError
 from grammar_ae.models.run import TrainedRun
 from grammar_ae.models.sequence.model import FAMILY, SequenceModelSpec, StringAutoEncoder
+from grammar_ae.training.fine_tuning import fine_tune, weights_sha256
+from grammar_ae.utils.files import atomic_path
 
 SPLIT_FILE = "split.npz"
 
@@ -55,6 +59,45 @@ class TrainedSequenceModel(TrainedRun):
     def decode_samples(self, z: Tensor, samples_per_point: int, seed: int) -> list[list[str | None]]:
         """``samples_per_point`` sampled decodes of each row of ``z``."""
         return self.model.decode_samples(z, samples_per_point, torch.Generator().manual_seed(seed))
+
+    # -- weighted retraining (the BO's RetrainableModel) ------------------------------------
+    def fine_tuned(
+        self, strings: Sequence[str], learning_rate: float, batch_size: int, seed: int,
+    ) -> tuple[TrainedSequenceModel, float]:
+        """A copy of this model trained one pass over ``strings`` (batches of similar length,
+        in a seeded random order) and the pass's mean loss; this model is unchanged."""
+        tuned = self._with_network(copy.deepcopy(self.model))
+        ordered = sorted(strings, key=len)
+        chunks = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        order = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed)).tolist()
+        batches = [tuned.model.training_batch(chunks[i]).to(tuned.device) for i in order]
+        loss = fine_tune(tuned.model, batches, learning_rate, seed)
+        tuned.checkpoint_sha256 = weights_sha256(tuned.model)
+        return tuned, loss
+
+    def save_weights(self, path: Path) -> None:
+        """The network's weights to ``path`` (atomically)."""
+        with atomic_path(path) as temporary:
+            torch.save(self.model.state_dict(), temporary)
+
+    def with_weights(self, path: Path) -> TrainedSequenceModel:
+        """A copy of this model with the weights ``save_weights`` wrote to ``path``."""
+        network = copy.deepcopy(self.model)
+        try:
+            network.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        except (OSError, RuntimeError, KeyError) as error:
+            raise CheckpointError(f"{path}: not weights of this model ({error})") from None
+        tuned = self._with_network(network.eval())
+        tuned.checkpoint_sha256 = weights_sha256(network)
+        return tuned
+
+    def _with_network(self, network: StringAutoEncoder) -> TrainedSequenceModel:
+        """This run with another network of the same spec; nothing fitted to the old one is kept."""
+        twin = copy.copy(self)
+        for fitted in ("checkpoint_sha256", "training_latents"):
+            twin.__dict__.pop(fitted, None)
+        twin.model, twin._samplers = network, {}
+        return twin
 
     # -- data ---------------------------------------------------------------------------
     @cached_property
