@@ -13,10 +13,14 @@ reaches the published record (5.86) is estimated from the fraction of seeds that
 - ``candidates``: 8 latent candidates per place in the batch or 4 (the default), batches of 50,
   with the preference;
 - ``decoding``: each latent point decoded 10 times by Gumbel sampling, the most frequent valid
-  molecule kept, or greedily (the default), batches of 50, with the preference.
+  molecule kept, or greedily (the default), batches of 50, with the preference;
+- ``retraining``: weighted retraining of the model before every batch
+  (``grammar_ae.bo.retraining``) or none, both as the molecule table: batches of 50, 10
+  sampled decodes per point, the preference.
 
-    python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size|candidates|decoding] [--seeds 20]
+    python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size|candidates|decoding|retraining] [--seeds 20]
     # results/bo_<study>.{json,md}
+    python benchmarks/bo_seed_studies.py --run-setting q50-s10-wr1  # only that setting's runs (parallel processes)
 
 Runs go to benchmarks/runs/bo/seed-studies/<setting>/seed-<n> and resume (a finished seed is
 read back); studies share the runs of a setting they both use.
@@ -44,6 +48,7 @@ SETTINGS = {  # run folder: (largest ring preferred while decoding, BOConfig set
     "q10": (MAX_RING_SIZE, {"batch_size": 10}),
     "q50-c8": (MAX_RING_SIZE, {"batch_size": 50, "candidates_per_point": 8}),
     "q50-s10": (MAX_RING_SIZE, {"batch_size": 50, "samples_per_point": 10}),
+    "q50-s10-wr1": (MAX_RING_SIZE, {"batch_size": 50, "samples_per_point": 10, "retraining": {"every": 1}}),
 }
 STUDIES = {  # study: {row label: setting}; the first row is compared seed by seed with the second
     "ring_preference": {f"rings of at most {MAX_RING_SIZE} preferred (default)": "q50",
@@ -51,6 +56,7 @@ STUDIES = {  # study: {row label: setting}; the first row is compared seed by se
     "batch_size": {"batches of 10 (25 batches)": "q10", "batches of 50 (5 batches)": "q50"},
     "candidates": {"8 candidates per place": "q50-c8", "4 candidates per place (default)": "q50"},
     "decoding": {"10 sampled decodes per point": "q50-s10", "greedy decoding (default)": "q50"},
+    "retraining": {"weighted retraining before every batch": "q50-s10-wr1", "no retraining (10 sampled decodes)": "q50-s10"},
 }
 
 
@@ -138,8 +144,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", choices=STUDIES, default="batch_size")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--run-setting", choices=SETTINGS, help="only run (or complete) this setting's seeds")
     args = parser.parse_args()
     model = load_latent_model("zinc", "cpu")
+    if args.run_setting:
+        run_setting(model, args.run_setting, args.seeds)
+        return
     result: dict = {"study": args.study, "budget": BUDGET, "record": RECORD, "settings": {}}
     for name, setting in STUDIES[args.study].items():
         rows = run_setting(model, setting, args.seeds)
