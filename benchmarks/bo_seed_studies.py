@@ -20,7 +20,8 @@ reaches the published record (5.86) is estimated from the fraction of seeds that
 
     python benchmarks/bo_seed_studies.py [--study ring_preference|batch_size|candidates|decoding|retraining] [--seeds 20]
     # results/bo_<study>.{json,md}
-    python benchmarks/bo_seed_studies.py --run-setting q50-s10-wr1  # only that setting's runs (parallel processes)
+    python benchmarks/bo_seed_studies.py --run-setting q50-s10-wr1 --start 5 --seeds 10
+    # only that setting's seeds 5 to 9, to run parts in parallel processes
 
 Runs go to benchmarks/runs/bo/seed-studies/<setting>/seed-<n> and resume (a finished seed is
 read back); studies share the runs of a setting they both use.
@@ -128,10 +129,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_setting(model, setting: str, seeds: int) -> list[dict]:
+def run_setting(model, setting: str, seeds: int, start: int = 0) -> list[dict]:
     max_ring_size, settings = SETTINGS[setting]
     rows = []
-    for seed in range(seeds):
+    for seed in range(start, seeds):
         with ring_preference(model, max_ring_size):
             summary = run_bo(model, BOConfig(target="logp", budget=BUDGET, seed=seed, **settings),
                              RUNS / setting / f"seed-{seed}", resume=True, progress=False)
@@ -145,10 +146,11 @@ def main() -> None:
     parser.add_argument("--study", choices=STUDIES, default="batch_size")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--run-setting", choices=SETTINGS, help="only run (or complete) this setting's seeds")
+    parser.add_argument("--start", type=int, default=0, help="with --run-setting: its first seed")
     args = parser.parse_args()
     model = load_latent_model("zinc", "cpu")
     if args.run_setting:
-        run_setting(model, args.run_setting, args.seeds)
+        run_setting(model, args.run_setting, args.seeds, args.start)
         return
     result: dict = {"study": args.study, "budget": BUDGET, "record": RECORD, "settings": {}}
     for name, setting in STUDIES[args.study].items():

@@ -89,6 +89,7 @@ def test_retraining_run_is_consistent_and_resumes_exactly(runs, tmp_path):
     summary = run_bo(model, CONFIG, out, progress=False)
     state = load_state(out)
     assert [r["iteration"] for r in state.retrainings] == [1, 3] and summary["retrainings"] == state.retrainings
+    assert [len(summary["timings"]["cpu_seconds"][stage]) for stage in ("retraining", "reencode")] == [2, 2]
     assert sorted(p.name for p in out.glob("retrained-*.pt")) == ["retrained-2.pt"]  # the last weights only
     assert model.with_weights(weights_path(out, 2)).checkpoint_sha256 == state.retrainings[-1]["sha256"]
     target = get_target("expression")
@@ -109,3 +110,11 @@ def test_retraining_run_is_consistent_and_resumes_exactly(runs, tmp_path):
     with pytest.raises(CheckpointError, match="retrained-2.pt: missing"):
         run_bo(model, replace(CONFIG, iterations=4),
                parts, resume=True, progress=False)
+
+
+def test_cli_rejects_bad_retraining_settings_before_any_work(run_main, tmp_path):
+    out = tmp_path / "run"
+    code, _, stderr = run_main("optimize", "--target", "expression", "--checkpoint", "expressions", "--out", str(out),
+                               "--retrain-every", "-1")
+    assert code == 1 and stderr.count("\n") == 1 and "retraining every must be 0 (never) or at least 1" in stderr
+    assert not out.exists()

@@ -94,7 +94,7 @@ def best_per_seed(summaries: list[dict], target: Target) -> list[float | None]:
     return [next((entry["score"] for entry in best_over_seeds([s], target, 1)), None) for s in summaries]
 
 
-SEARCH_STAGES = ("fit", "acquisition", "decoding", "scoring")  # an iteration's stages, without the starting data's
+SEARCH_STAGES = ("retraining", "reencode", "fit", "acquisition", "decoding", "scoring")  # without the starting data's
 
 
 def cpu_seconds_per_iteration(summary: dict) -> float | None:

@@ -211,17 +211,18 @@ def prepare_training_data(
 
 
 def retrained_data(
-    model: LatentModel, base: TrainingData, proposals: list[Proposal], target: Target, config: BOConfig,
-    report: Report,
+    model: LatentModel, base: TrainingData, state: BOState, target: Target, config: BOConfig, report: Report,
 ) -> TrainingData:
     """The surrogate's data after a retraining: the ``surrogate_points`` best strings of the
     starting data's training part and every valid new proposal, encoded by ``model``."""
+    proposals = state.proposals
     rows = target.ranked(base.scores.tolist())[: config.retraining.surrogate_points]
     new = [p for p in proposals if p.valid and not p.duplicate]
     strings = [base.strings[i] for i in rows] + [p.string for p in new]
     scores = torch.cat([base.scores[rows], torch.tensor([p.score for p in new], dtype=torch.float64)])
     test_strings = base.test_strings[:RETRAINED_TEST_POINTS]
-    latents = encode_by_length(model, strings + test_strings, report)
+    with _timed(state, "reencode"):
+        latents = encode_by_length(model, strings + test_strings, report)
     train, test = latents[: len(strings)], latents[len(strings) :]
     margin = 0.0 if config.bounds == "data" else float(config.bounds)
     return TrainingData(
@@ -331,13 +332,13 @@ def _iterate(
         base = data = prepare_training_data(model, target, config, state, report)
         if state.retrainings:
             model = _retrained_model(model, out_dir, state)
-            data = retrained_data(model, base, state.proposals, target, config, report)
+            data = retrained_data(model, base, state, target, config, report)
         summary: dict = {}
         while not finished(config, state):
             iteration = state.completed_iterations + 1
             if config.retraining.due(iteration):
                 model = _retrain(iteration, model, base, target, config, state, out_dir, report)
-                data = retrained_data(model, base, state.proposals, target, config, report)
+                data = retrained_data(model, base, state, target, config, report)
             _run_iteration(iteration, model, target, config, data, state, device, report)
             state.completed_iterations = iteration
             try:
