@@ -213,9 +213,10 @@ def prepare_training_data(
 def retrained_data(
     model: LatentModel, base: TrainingData, state: BOState, target: Target, config: BOConfig, report: Report,
 ) -> TrainingData:
-    """The surrogate's data after a retraining: the ``surrogate_points`` best strings of the
-    starting data's training part and every valid new proposal, encoded by ``model``."""
-    proposals = state.proposals
+    """The surrogate's data after the last retraining: the ``surrogate_points`` best strings of
+    the starting data's training part and every valid new proposal made before it, encoded by
+    ``model`` (later proposals enter with their latent points, as in a run never resumed)."""
+    proposals = state.proposals[: state.retrainings[-1]["proposals"]]
     rows = target.ranked(base.scores.tolist())[: config.retraining.surrogate_points]
     new = [p for p in proposals if p.valid and not p.duplicate]
     strings = [base.strings[i] for i in rows] + [p.string for p in new]
@@ -372,7 +373,8 @@ def _retrain(
                               stage_seed(config.seed, iteration, "retraining"))
     count = len(state.retrainings) + 1
     model.save_weights(weights_path(out_dir, count))
-    state.retrainings.append({"iteration": iteration, "loss": loss, "sha256": model.checkpoint_sha256})
+    state.retrainings.append(
+        {"iteration": iteration, "proposals": len(state.proposals), "loss": loss, "sha256": model.checkpoint_sha256})
     state.trust_region = state.surrogate_hyperparameters = None
     return model
 
