@@ -117,3 +117,11 @@ def test_cli_rejects_bad_retraining_settings_before_any_work(run_main, tmp_path)
                                "--retrain-every", "-1")
     assert code == 1 and stderr.count("\n") == 1 and "retraining every must be 0 (never) or at least 1" in stderr
     assert not out.exists()
+
+
+def test_can_encode_rejects_valid_molecules_outside_the_models_form():
+    zinc = load_latent_model("zinc", "cpu")  # reads Kekule SMILES
+    unkekulizable = "COC1=CC=C(C(C2=CC=CC(C3=CC=CC(OC=C3)=O)=C)=C2C=C3)[O@+3]=C13"  # a BO proposal that scored
+    assert get_target("logp").score_one(unkekulizable) is not None
+    assert zinc.can_encode("CC1=CC=C(Br)C=C1") and zinc.can_encode("Cc1ccc(Br)cc1")
+    assert not zinc.can_encode(unkekulizable) and not zinc.can_encode("C1CC")

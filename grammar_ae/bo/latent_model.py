@@ -41,6 +41,10 @@ class LatentModel(Protocol):
 class RetrainableModel(LatentModel, Protocol):
     """A latent model that weighted retraining (``grammar_ae.bo.retraining``) can fine-tune."""
 
+    def can_encode(self, string: str) -> bool:
+        """Whether the model can encode and train on ``string`` (a valid decode may not be, e.g. a
+        molecule RDKit cannot write in the model's Kekule form)."""
+
     def fine_tuned(
         self, strings: Sequence[str], learning_rate: float, batch_size: int, seed: int,
     ) -> tuple[RetrainableModel, float]:

@@ -218,7 +218,7 @@ def retrained_data(
     ``model`` (later proposals enter with their latent points, as in a run never resumed)."""
     proposals = state.proposals[: state.retrainings[-1]["proposals"]]
     rows = target.ranked(base.scores.tolist())[: config.retraining.surrogate_points]
-    new = [p for p in proposals if p.valid and not p.duplicate]
+    new = _readable_new(model, proposals)
     strings = [base.strings[i] for i in rows] + [p.string for p in new]
     scores = torch.cat([base.scores[rows], torch.tensor([p.score for p in new], dtype=torch.float64)])
     test_strings = base.test_strings[:RETRAINED_TEST_POINTS]
@@ -364,7 +364,7 @@ def _retrain(
 ) -> RetrainableModel:
     """Fine-tune ``model`` on the starting data and the proposals so far, save its weights and
     start the trust region and the surrogate's warm start again."""
-    new = [p for p in state.proposals if p.valid and not p.duplicate]
+    new = _readable_new(model, state.proposals)
     strings, scores = base.strings + [p.string for p in new], base.scores.tolist() + [p.score for p in new]
     report(f"iteration {iteration}/{config.iterations}: retrain the model on {config.retraining.samples:,} strings "
            f"drawn by rank from {len(strings):,}")
@@ -377,6 +377,11 @@ def _retrain(
         {"iteration": iteration, "proposals": len(state.proposals), "loss": loss, "sha256": model.checkpoint_sha256})
     state.trust_region = state.surrogate_hyperparameters = None
     return model
+
+
+def _readable_new(model: RetrainableModel, proposals: list[Proposal]) -> list[Proposal]:
+    """The valid new proposals that ``model`` can encode and train on."""
+    return [p for p in proposals if p.valid and not p.duplicate and model.can_encode(p.string)]
 
 
 def _retrained_model(model: RetrainableModel, out_dir: Path, state: BOState) -> RetrainableModel:

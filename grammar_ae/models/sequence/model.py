@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from grammar_ae.chemistry import form_of
-from grammar_ae.errors import CheckpointError
+from grammar_ae.errors import CheckpointError, GrammarAEError
 from grammar_ae.grammar.cfg import Grammar
 from grammar_ae.models.base import AutoEncoder
 from grammar_ae.models.sequence.codec import CharacterCodec, GrammarCodec, SequenceCodec
@@ -121,6 +121,14 @@ class StringAutoEncoder(AutoEncoder):
     @abstractmethod
     def training_batch(self, strings: list[str]) -> Tensor:
         """``strings`` as one batch of integer codes, as ``loss`` takes it."""
+
+    def can_read(self, string: str) -> bool:
+        """Whether the model can encode or train on ``string`` (its form, grammar, alphabet, length)."""
+        try:
+            self.training_batch([string])
+        except GrammarAEError:
+            return False
+        return True
 
     @abstractmethod
     def decode_latents(

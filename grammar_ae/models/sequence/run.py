@@ -61,6 +61,9 @@ class TrainedSequenceModel(TrainedRun):
         return self.model.decode_samples(z, samples_per_point, torch.Generator().manual_seed(seed))
 
     # -- weighted retraining (the BO's RetrainableModel) ------------------------------------
+    def can_encode(self, string: str) -> bool:
+        return self.model.can_read(string)
+
     def fine_tuned(
         self, strings: Sequence[str], learning_rate: float, batch_size: int, seed: int,
     ) -> tuple[TrainedSequenceModel, float]:
