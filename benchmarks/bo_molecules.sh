@@ -7,8 +7,8 @@
 #
 #   benchmarks/bo_molecules.sh [CHECKPOINT] [NAME]      # defaults: zinc (the shipped model), zinc
 #   SEEDS=1 BUDGET=20 benchmarks/bo_molecules.sh RUN tiny  # a quick check of the pipeline
-#   RETRAIN=1 METHODS=bo benchmarks/bo_molecules.sh zinc zinc_retraining
-#       # BO with weighted retraining before every batch (grammar_ae.bo.retraining)
+#   RETRAIN=50 METHODS=bo benchmarks/bo_molecules.sh zinc zinc_retraining
+#       # BO with weighted retraining before batch 1 and after every 50 new molecules (grammar_ae.bo.retraining)
 #
 # The first run encodes and scores the 225k training molecules once (cached under $GRAMMAR_AE_CACHE).
 set -euo pipefail
@@ -18,7 +18,7 @@ NAME=${2:-$(basename "$CHECKPOINT")}
 SEEDS=${SEEDS:-5}
 BUDGET=${BUDGET:-250}
 SAMPLES=${SAMPLES:-10}  # decodes per latent point
-RETRAIN=${RETRAIN:-0}  # batches between weighted retrainings of the model (0: never)
+RETRAIN=${RETRAIN:-0}  # objective calls between weighted retrainings of the model (0: never)
 METHODS=${METHODS:-bo,random,ga}
 OUT=${OUT:-benchmarks/runs/bo/molecules-$NAME}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -59,7 +59,7 @@ def test_bad_retraining_settings_are_one_line_errors(settings, message):
 
 def test_retraining_is_for_bo_and_retrainable_models(tmp_path):
     with pytest.raises(ConfigError, match="retraining is for method 'bo'"):
-        BOConfig(target="expression", method="random", retraining={"every": 1})
+        BOConfig(target="expression", method="random", retraining={"every": 50})
     fixture = ProjectionModel(sample_expressions(50, seed=0))  # encodes by a projection: nothing to fine-tune
     with pytest.raises(ConfigError, match="cannot be fine-tuned"):
         run_bo(fixture, CONFIG, tmp_path / "run", progress=False)
@@ -88,7 +88,14 @@ def test_retraining_run_is_consistent_and_resumes_exactly(runs, tmp_path):
     out = tmp_path / "whole"
     summary = run_bo(model, CONFIG, out, progress=False)
     state = load_state(out)
-    assert [r["iteration"] for r in state.retrainings] == [1, 3] and summary["retrainings"] == state.retrainings
+    # retrained before batch 1 and before the first batch after every 2 objective calls on new strings
+    due, last = [], None
+    for iteration in (1, 2, 3):
+        calls = sum(p.valid and not p.duplicate for p in state.proposals if p.iteration < iteration)
+        if last is None or calls - last >= RETRAINING.every:
+            due.append(iteration)
+            last = calls
+    assert [r["iteration"] for r in state.retrainings] == due == [1, 2] and summary["retrainings"] == state.retrainings
     assert [len(summary["timings"]["cpu_seconds"][stage]) for stage in ("retraining", "reencode")] == [2, 2]
     assert sorted(p.name for p in out.glob("retrained-*.pt")) == ["retrained-2.pt"]  # the last weights only
     assert model.with_weights(weights_path(out, 2)).checkpoint_sha256 == state.retrainings[-1]["sha256"]
@@ -96,11 +103,11 @@ def test_retraining_run_is_consistent_and_resumes_exactly(runs, tmp_path):
     for row in read_rows(out):
         if row["valid"] == "true":
             assert float(row["score"]) == target.score_one(row["string"])
-    # interrupted after iteration 1 (retrained before it), then resumed: the same run (the resumed run
-    # rebuilds the retrained data; iteration 1's proposals stay in it as acquired, as in the whole run)
+    # interrupted after iteration 2 (retrained before it), then resumed: the same run (the resumed run
+    # rebuilds the retrained data; iteration 2's proposals stay in it as acquired, as in the whole run)
     parts = tmp_path / "parts"
-    run_bo(model, replace(CONFIG, iterations=1), parts, progress=False)
-    assert len(load_state(parts).retrainings) == 1
+    run_bo(model, replace(CONFIG, iterations=2), parts, progress=False)
+    assert len(load_state(parts).retrainings) == 2
     resumed = run_bo(load_latent_model(runs / "gru", "cpu"), CONFIG, parts, resume=True, progress=False)
     assert read_rows(parts) == read_rows(out)
     assert np.array_equal(np.load(parts / "latents.npy"), np.load(out / "latents.npy"))

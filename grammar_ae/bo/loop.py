@@ -337,7 +337,8 @@ def _iterate(
         summary: dict = {}
         while not finished(config, state):
             iteration = state.completed_iterations + 1
-            if config.retraining.due(iteration):
+            last = state.retrainings[-1]["calls"] if state.retrainings else None
+            if config.retraining.due(objective_calls(state.proposals), last):
                 model = _retrain(iteration, model, base, target, config, state, out_dir, report)
                 data = retrained_data(model, base, state, target, config, report)
             _run_iteration(iteration, model, target, config, data, state, device, report)
@@ -374,7 +375,8 @@ def _retrain(
     count = len(state.retrainings) + 1
     model.save_weights(weights_path(out_dir, count))
     state.retrainings.append(
-        {"iteration": iteration, "proposals": len(state.proposals), "loss": loss, "sha256": model.checkpoint_sha256})
+        {"iteration": iteration, "proposals": len(state.proposals), "calls": objective_calls(state.proposals),
+         "loss": loss, "sha256": model.checkpoint_sha256})
     state.trust_region = state.surrogate_hyperparameters = None
     return model
 

@@ -2,8 +2,9 @@
 the model is fine-tuned on strings drawn by score rank, so that its latent space gives more
 room to high-scoring strings, and the search goes on in the new latent space.
 
-Before batch 1 and every ``every`` batches after it, ``samples`` strings are drawn with
-replacement from the surrogate's starting strings and the valid new proposals so far, string
+Before batch 1, and before the first batch after every ``every`` objective calls on new
+strings since the last retraining (Tripp et al. retrain every 50 new points), ``samples``
+strings are drawn with replacement from the surrogate's starting strings and the valid new proposals so far, string
 i with probability proportional to 1 / (k N + rank_i) (rank 0 the best of the N strings,
 k = ``rank_weight``: a small k concentrates the draw on the best). A copy of the current
 model is trained one pass over them (batches of ``batch_size`` strings of similar length, Adam
@@ -29,7 +30,7 @@ WEIGHTS_FILE = "retrained-{count}.pt"
 
 @dataclass
 class RetrainingConfig:
-    """``every``: batches between retrainings (0: never retrain)."""
+    """``every``: objective calls on new strings between retrainings (0: never retrain)."""
 
     every: int = 0
     samples: int = 2000
@@ -50,9 +51,10 @@ class RetrainingConfig:
     def enabled(self) -> bool:
         return self.every > 0
 
-    def due(self, iteration: int) -> bool:
-        """Whether the model is retrained before batch ``iteration`` (counted from 1)."""
-        return self.enabled and (iteration - 1) % self.every == 0
+    def due(self, calls: int, calls_at_last: int | None) -> bool:
+        """Whether the model is retrained before the next batch, after ``calls`` objective calls
+        on new strings, ``calls_at_last`` of them before the last retraining (None: none yet)."""
+        return self.enabled and (calls_at_last is None or calls - calls_at_last >= self.every)
 
 
 def rank_probabilities(scores: Sequence[float], rank_weight: float, maximize: bool) -> np.ndarray:

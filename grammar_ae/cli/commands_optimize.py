@@ -54,8 +54,8 @@ RESTART_AFTER = typer.Option(
     "(0: never).",
 )
 RETRAIN_EVERY = typer.Option(
-    RetrainingConfig.every, help="Weighted retraining: fine-tune the model before batch 1 and every N batches "
-    "after it on strings drawn by score rank (0: never; bo only).",
+    RetrainingConfig.every, help="Weighted retraining: fine-tune the model on strings drawn by score rank before "
+    "batch 1 and after every N objective calls on new strings (0: never; bo only).",
 )
 RETRAIN_SAMPLES = typer.Option(RetrainingConfig.samples, help="Weighted retraining: strings drawn per retraining.")
 RETRAIN_RANK_WEIGHT = typer.Option(
