@@ -4,14 +4,15 @@ room to high-scoring strings, and the search goes on in the new latent space.
 
 Before batch 1, and before the first batch after every ``every`` objective calls on new
 strings since the last retraining (Tripp et al. retrain every 50 new points), ``samples``
-strings are drawn with replacement from the surrogate's starting strings and the valid new proposals so far, string
-i with probability proportional to 1 / (k N + rank_i) (rank 0 the best of the N strings,
-k = ``rank_weight``: a small k concentrates the draw on the best). A copy of the current
-model is trained one pass over them (batches of ``batch_size`` strings of similar length, Adam
-at ``learning_rate``, a fresh optimizer each time) and saved in the run's folder, so that a
-resumed run goes on with the same weights. The surrogate then sees the ``surrogate_points``
-best starting strings and every valid new proposal, encoded by the new model; the trust
-region and the surrogate's warm start begin again.
+strings are drawn with replacement from the surrogate's starting strings and the valid new
+proposals so far, string i with probability proportional to 1 / (k N + rank_i) (rank 0 the
+best of the N strings, k = ``rank_weight``: a small k concentrates the draw on the best). A
+copy of the current model is trained one pass over them (batches of ``batch_size`` strings
+of similar length, Adam at ``learning_rate``, a fresh optimizer each time) and saved in the
+run's folder, so that a resumed run goes on with the same weights. The surrogate then sees
+the ``surrogate_points`` best starting strings and every valid new proposal (that the model
+can read), encoded by the new model; the trust region and the surrogate's warm start begin
+again.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ class BOState:
     surrogate_test: dict | None = None
     trust_region: dict | None = None  # TrustRegionState fields, for runs with a trust region
     surrogate_hyperparameters: dict | None = None  # the last fit's, to warm-start the next
-    retrainings: list[dict] = field(default_factory=list)  # per retraining: iteration, proposals and objective calls before it, loss, weights' sha256
+    # per retraining: iteration, proposals and objective calls before it, loss, the weights' sha256
+    retrainings: list[dict] = field(default_factory=list)
     timings: dict[str, list[float]] = field(default_factory=dict)  # wall-clock seconds per stage
     cpu_timings: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds of the process per stage
 
