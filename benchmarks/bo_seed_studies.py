@@ -63,15 +63,18 @@ STUDIES = {  # study: {row label: setting}; the first row is compared seed by se
 
 def seed_row(summary: dict) -> dict:
     """One seed's best, its averages, and what its trust region did: restarts, and the widest
-    half-width it took in the batches after the one that found the best."""
+    half-width it took in the batches after the one that found the best (None for runs with
+    retraining, whose region starts again at each retraining)."""
     best, region = summary["top3"][0], summary["trust_region"]
+    retrained = bool(summary.get("retrainings"))
     return {"seed": summary["seed"], "best": best["score"], "heavy_atoms": best["heavy_atoms"],
             "smiles": best["string"], "average_score": summary["average_score"],
             "duplicates": summary["duplicates"] / summary["proposed"],
             "batches": summary["completed_iterations"], "bo_cpu_seconds": bo_cpu_seconds(summary),
-            "restarts": len(region["abandoned"]),
+            "retrainings": len(summary.get("retrainings", [])),
+            "restarts": None if retrained else len(region["abandoned"]),
             # widths_used[i] is batch i + 1's width, so the slice starts at the batch after the best's
-            "widest_after_best": max(region["widths_used"][best["iteration"]:], default=None)}
+            "widest_after_best": None if retrained else max(region["widths_used"][best["iteration"]:], default=None)}
 
 
 def bo_cpu_seconds(summary: dict) -> float:
@@ -89,7 +92,7 @@ def aggregate(rows: list[dict]) -> dict:
             "mean_average_score": float(np.mean([r["average_score"] for r in rows])),
             "mean_duplicates": float(np.mean([r["duplicates"] for r in rows])),
             "mean_bo_cpu_seconds": float(np.mean([r["bo_cpu_seconds"] for r in rows])),
-            "seeds_restarted": sum(r["restarts"] > 0 for r in rows),
+            "seeds_restarted": None if rows[0]["restarts"] is None else sum(r["restarts"] > 0 for r in rows),
             "widest_after_best": max((r["widest_after_best"] for r in rows if r["widest_after_best"] is not None),
                                      default=None),
             "most_common_best": dict(zip(("smiles", "seeds"), Counter(r["smiles"] for r in rows).most_common(1)[0]))}
@@ -117,10 +120,11 @@ def markdown(result: dict) -> str:
             f"{a['mean_bo_cpu_seconds']:.0f} |")
     for name, setting in result["settings"].items():
         common = setting["aggregate"]["most_common_best"]
-        lines.append(f"\n{name}: {common['seeds']} seeds end on `{common['smiles']}`; "
-                     f"{setting['aggregate']['seeds_restarted']} seeds restart the trust region; after the batch "
-                     f"that found the best, no region is wider than {setting['aggregate']['widest_after_best']} "
-                     f"(widths in data standard deviations).")
+        region = (f"{setting['aggregate']['seeds_restarted']} seeds restart the trust region; after the batch "
+                  f"that found the best, no region is wider than {setting['aggregate']['widest_after_best']} "
+                  f"(widths in data standard deviations)") if setting["aggregate"]["seeds_restarted"] is not None else (
+                  "the trust region starts again at each retraining")
+        lines.append(f"\n{name}: {common['seeds']} seeds end on `{common['smiles']}`; {region}.")
     first, second = result["settings"]
     pairs = result["paired_by_seed"]
     lines.append(f"\nSeed by seed, {first}: best higher than {second} in {pairs['first_higher']} seeds, lower in "
