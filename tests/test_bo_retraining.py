@@ -81,6 +81,9 @@ def test_fine_tuned_is_a_reproducible_copy(runs, tmp_path, network):
     restored = model.with_weights(tmp_path / "weights.pt")
     assert restored.checkpoint_sha256 == tuned.checkpoint_sha256
     assert restored.decode(torch.zeros(2, model.latent_dim)) == tuned.decode(torch.zeros(2, model.latent_dim))
+    (tmp_path / "damaged.pt").write_bytes((tmp_path / "weights.pt").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="damaged.pt: not weights of this model"):
+        model.with_weights(tmp_path / "damaged.pt")
 
 
 def test_retraining_run_is_consistent_and_resumes_exactly(runs, tmp_path):

@@ -6,6 +6,7 @@ It implements the ``LatentModel`` protocol of the BO loop (``grammar_ae.bo.laten
 from __future__ import annotations
 
 import copy
+import pickle
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
@@ -88,7 +89,7 @@ class TrainedSequenceModel(TrainedRun):
         network = copy.deepcopy(self.model)
         try:
             network.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-        except (OSError, RuntimeError, KeyError) as error:
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise CheckpointError(f"{path}: not weights of this model ({error})") from None
         tuned = self._with_network(network.eval())
         tuned.checkpoint_sha256 = weights_sha256(network)
