@@ -152,6 +152,10 @@ class BOConfig:
             thompson_candidates=self.thompson_candidates,
         )
 
+    def search_box(self, latents: Tensor) -> Tensor:
+        """The (2, d) search box around ``latents``: their box, widened by the ``bounds`` margin."""
+        return data_bounds(latents, 0.0 if self.bounds == "data" else float(self.bounds))
+
     def decoding(self) -> str:
         return "greedy" if self.samples_per_point == 1 else f"{self.samples_per_point} samples each"
 
@@ -198,13 +202,12 @@ def prepare_training_data(
     worst = target.worst(scores[train].tolist())
     if config.max_training_points is not None and len(train) > config.max_training_points:
         train = train[: config.max_training_points]  # already a seeded random order
-    margin = 0.0 if config.bounds == "data" else float(config.bounds)
     state.training = starting_record(
         config.data, strings, scores.numpy(), target, worst, train_split=n_train, surrogate_points=len(train),
         test_points=len(test),
     )
     return TrainingData(
-        latents[train], scores[train], latents[test], scores[test], data_bounds(latents, margin),
+        latents[train], scores[train], latents[test], scores[test], config.search_box(latents),
         latents[train].std(dim=0), {compact(s) for s in strings}, worst,
         [strings[i] for i in train.tolist()], [strings[i] for i in test.tolist()],
     )
@@ -215,19 +218,19 @@ def retrained_data(
 ) -> TrainingData:
     """The surrogate's data after the last retraining: the ``surrogate_points`` best strings of
     the starting data's training part and every valid new proposal made before it, encoded by
-    ``model`` (later proposals enter with their latent points, as in a run never resumed)."""
+    ``model`` (later proposals enter with their latent points, as in a run never resumed). The
+    held-out strings are encoded only while the surrogate's test is still to be made."""
     proposals = state.proposals[: state.retrainings[-1]["proposals"]]
     rows = target.ranked(base.scores.tolist())[: config.retraining.surrogate_points]
     new = _readable_new(model, proposals)
     strings = [base.strings[i] for i in rows] + [p.string for p in new]
     scores = torch.cat([base.scores[rows], torch.tensor([p.score for p in new], dtype=torch.float64)])
-    test_strings = base.test_strings[:RETRAINED_TEST_POINTS]
+    test_strings = base.test_strings[:RETRAINED_TEST_POINTS] if state.surrogate_test is None else []
     with _timed(state, "reencode"):
         latents = encode_by_length(model, strings + test_strings, report)
     train, test = latents[: len(strings)], latents[len(strings) :]
-    margin = 0.0 if config.bounds == "data" else float(config.bounds)
     return TrainingData(
-        train, scores, test, base.test_scores[: len(test_strings)], data_bounds(train, margin), train.std(dim=0),
+        train, scores, test, base.test_scores[: len(test_strings)], config.search_box(train), train.std(dim=0),
         base.known, base.worst, strings, test_strings, proposals_included=len(proposals),
     )
 
@@ -271,9 +274,9 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
-    weights = weights_path(out_dir, len(state.retrainings))
-    if state.retrainings and not weights.is_file():
-        raise CheckpointError(f"{weights}: missing; the run cannot resume without it")
+    if state.retrainings and not weights_path(out_dir, len(state.retrainings)).is_file():
+        raise CheckpointError(f"{weights_path(out_dir, len(state.retrainings))}: missing; the run cannot resume "
+                              "without it")
     saved = _as_saved(state.config, config.target)
     changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and saved[key] != value]
     if changed:

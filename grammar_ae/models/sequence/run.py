@@ -70,14 +70,13 @@ class TrainedSequenceModel(TrainedRun):
     ) -> tuple[TrainedSequenceModel, float]:
         """A copy of this model trained one pass over ``strings`` (batches of similar length,
         in a seeded random order) and the pass's mean loss; this model is unchanged."""
-        tuned = self._with_network(copy.deepcopy(self.model))
+        network = copy.deepcopy(self.model)
         ordered = sorted(strings, key=len)
         chunks = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
         order = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed)).tolist()
-        batches = [tuned.model.training_batch(chunks[i]).to(tuned.device) for i in order]
-        loss = fine_tune(tuned.model, batches, learning_rate, seed)
-        tuned.checkpoint_sha256 = weights_sha256(tuned.model)
-        return tuned, loss
+        batches = [network.training_batch(chunks[i]).to(self.device) for i in order]
+        loss = fine_tune(network, batches, learning_rate, seed)
+        return self._with_network(network), loss
 
     def save_weights(self, path: Path) -> None:
         """The network's weights to ``path`` (atomically)."""
@@ -91,16 +90,14 @@ class TrainedSequenceModel(TrainedRun):
             network.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise CheckpointError(f"{path}: not weights of this model ({error})") from None
-        tuned = self._with_network(network.eval())
-        tuned.checkpoint_sha256 = weights_sha256(network)
-        return tuned
+        return self._with_network(network.eval())
 
     def _with_network(self, network: StringAutoEncoder) -> TrainedSequenceModel:
-        """This run with another network of the same spec; nothing fitted to the old one is kept."""
+        """This run with another network of the same spec, identified by its weights' digest;
+        nothing fitted to the old network is kept."""
         twin = copy.copy(self)
-        for fitted in ("checkpoint_sha256", "training_latents"):
-            twin.__dict__.pop(fitted, None)
-        twin.model, twin._samplers = network, {}
+        twin.__dict__.pop("training_latents", None)
+        twin.model, twin._samplers, twin.checkpoint_sha256 = network, {}, weights_sha256(network)
         return twin
 
     # -- data ---------------------------------------------------------------------------
