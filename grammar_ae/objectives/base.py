@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from grammar_ae.errors import ConfigError, TrainingError, is_number
 from grammar_ae.objectives.density import LatentSampler, StandardNormalSampler
+from grammar_ae.utils.autograd import double_backward
 
 
 @dataclass
@@ -73,9 +74,15 @@ class Objective(nn.Module):
         return False
 
     def decoding_context(self) -> ContextManager:
-        """Wrap the decoder call in it: cuDNN is disabled when the loss needs a double backward
-        through the decoder (gradient penalty), which cuDNN RNNs do not support."""
-        return torch.backends.cudnn.flags(enabled=False) if self.needs_latent_grad else contextlib.nullcontext()
+        """Wrap the decoder call in it: when the loss needs a double backward through the
+        decoder (gradient penalty), cuDNN (whose RNNs do not support one) is disabled and layers
+        with a hand-written backward pass use plain autograd."""
+        if not self.needs_latent_grad:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+        stack.enter_context(double_backward())
+        return stack
 
     def latent(self, enc: EncoderOutput) -> Tensor:
         """The code passed to the decoder: here always the encoder mean."""

@@ -10,7 +10,7 @@ whole sequences in training and one step at a time when decoding:
   preallocated key/value cache makes each decoding step cost one position.
 
 Encoders read the tokens without padding: a bidirectional GRU whose backward direction
-starts at each sequence's own end, or a Transformer encoder with a padding mask and mean
+starts at each sequence's own end (both directions step together), or a Transformer encoder with a padding mask and mean
 pooling.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from grammar_ae.models.sequence.recurrent import UnrolledGRU
+from grammar_ae.models.sequence.recurrent import UnrolledGRU, side_by_side
 from grammar_ae.objectives.base import EncoderOutput
 
 
@@ -62,8 +62,8 @@ class GRUTokenEncoder(nn.Module):
         x = self.embedding(tokens)
         start = x.new_zeros((len(tokens), self.forward_layers[0].hidden_size), dtype=torch.float32)
         for forward_layer, backward_layer in zip(self.forward_layers, self.backward_layers):
-            ahead = forward_layer(x, start)
-            behind = _take_steps(backward_layer(_take_steps(x, reversed_index), start), reversed_index)
+            ahead, behind = side_by_side([forward_layer, backward_layer], [x, _take_steps(x, reversed_index)], start)
+            behind = _take_steps(behind, reversed_index)
             x = torch.cat([ahead, behind], dim=2)
         last = (lengths - 1)[:, None]
         hidden = torch.cat([_take_steps(ahead, last)[:, 0], behind[:, 0]], dim=1)
