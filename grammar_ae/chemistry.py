@@ -25,6 +25,14 @@ def heavy_atoms(smiles: str) -> int | None:
     return None if mol is None else mol.GetNumHeavyAtoms()
 
 
+def canonical_smiles(smiles: str) -> str | None:
+    """RDKit's canonical SMILES of ``smiles`` (one string per molecule), None if it is not a valid molecule."""
+    from rdkit import Chem
+
+    mol = molecule(smiles)
+    return None if mol is None else Chem.MolToSmiles(mol)
+
+
 def validity_check(grammar_name: str):
     """What counts as valid beyond being grammatical: RDKit acceptance for SMILES."""
     if grammar_name == "smiles":

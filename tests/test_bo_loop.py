@@ -337,8 +337,14 @@ def test_prefer_new_takes_unknown_valid_strings_first():
     from grammar_ae.bo.loop import prefer_new
 
     choices = [("a", True), ("b", False), ("a", True), ("c", True), ("d", True), ("e", True)]
-    assert prefer_new(choices, seen={"c"}, count=4) == [0, 4, 5, 1]
-    assert prefer_new(choices, seen={"a", "d", "e"}, count=3) == [3, 0, 1]
+    keys = [string for string, _ in choices]
+    assert prefer_new(choices, keys, seen={"c"}, count=4) == [0, 4, 5, 1]
+    assert prefer_new(choices, keys, seen={"a", "d", "e"}, count=3) == [3, 0, 1]
+    # molecules compare by canonical SMILES: Kekule benzene is known benzene
+    logp = get_target("logp")
+    molecules = [("C1=CC=CC=C1", True), ("CCO", True), ("OCC", True)]
+    keys = [logp.key(string) for string, _ in molecules]
+    assert prefer_new(molecules, keys, seen={logp.key("c1ccccc1")}, count=2) == [1, 0]
 
 
 class RecordingModel(ProjectionModel):

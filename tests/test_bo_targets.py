@@ -120,3 +120,22 @@ def test_an_equivalent_string_reaches_the_optimum():
         assert target.reaches_optimum(target.score_one(string)), string
     assert not target.reaches_optimum(target.score_one("1/2+x+sin(x*x)"))
     assert not target.reaches_optimum(None) and not get_target("logp").reaches_optimum(3.0)
+
+
+def test_one_molecule_written_otherwise_is_one_candidate(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAMMAR_AE_CACHE", str(tmp_path))
+    logp = get_target("logp")
+    benzene = ["c1ccccc1", "C1=CC=CC=C1", "C=1C=CC=CC=1", "c1ccccc1 "]
+    assert len({logp.key(s) for s in benzene}) == 1 and logp.key("c1ccccc1") == "c1ccccc1"
+    assert logp.key("OCC") == logp.key("CCO") != logp.key("CCN")
+    assert logp.key("C1CC") == "C1CC"  # no molecule: the string itself
+    expression = get_target("expression")
+    assert expression.key("x + 1") == expression.key("x+1") != expression.key("1+x")
+    strings = benzene + ["OCC", "C1CC"]
+    keys = scoring.key_many(logp, strings * 400, workers=2, chunk_size=500)
+    assert keys == [logp.key(s) for s in strings] * 400
+    # a second call reads the cache: prove it by planting different keys
+    (cache_file,) = (tmp_path / "bo_keys").iterdir()
+    cache_file.write_text("\n".join(str(i) for i in range(len(keys))))
+    assert scoring.key_many(logp, strings * 400)[7] == "7"
+    assert scoring.key_many(expression, ["x + 1"]) == ["x+1"]

@@ -35,7 +35,7 @@ from grammar_ae.bo.genetic import GAConfig, check_ga_grammar, run_ga
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.bo.retraining import RetrainingConfig
-from grammar_ae.bo.results import compact, draw_molecules
+from grammar_ae.bo.results import draw_molecules
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.errors import ConfigError
 from grammar_ae.utils.files import atomic_figure, atomic_write_json, atomic_write_text
@@ -80,7 +80,7 @@ def best_over_seeds(summaries: list[dict], target: Target, count: int = 3, key: 
     distinct: dict[str, dict] = {}
     for summary in summaries:
         for entry in summary.get(key, []):
-            distinct.setdefault(compact(entry["string"]), {**entry, "seed": summary["seed"]})
+            distinct.setdefault(target.key(entry["string"]), {**entry, "seed": summary["seed"]})
     entries = list(distinct.values())
     return [entries[i] for i in target.ranked([e["score"] for e in entries])[:count]]
 

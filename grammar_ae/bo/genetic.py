@@ -31,7 +31,8 @@ import numpy as np
 
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import ITERATIONS_PER_BUDGET_BATCH
-from grammar_ae.bo.results import compact, format_score, write_outputs
+from grammar_ae.bo.results import format_score, write_outputs
+from grammar_ae.bo.scoring import key_many
 from grammar_ae.bo.starting_data import score_starting_strings, starting_record, starting_strings
 from grammar_ae.bo.state import BOState, Proposal, load_state, objective_calls
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
@@ -112,7 +113,7 @@ class BudgetedScores:
         for index, string in enumerate(sorted(strings)):
             if self.calls >= self.budget:
                 raise BudgetSpent
-            key = compact(string)
+            key = self.target.key(string)
             score = self.target.score_one(string) if self.target.is_valid(string) else None
             valid = score is not None
             duplicate = valid and key in self.known
@@ -163,7 +164,8 @@ def run_ga(model: LatentModel, config: GAConfig, out_dir: str | Path, progress: 
             worst = target.worst(scores[scorable].tolist())
             state.training = starting_record(config.data, strings, scores, target, worst)
             sign = 1.0 if target.maximize else -1.0
-            known = {compact(strings[i]) for i in scorable}
+            keys = key_many(target, strings)
+            known = {keys[i] for i in scorable}
             scoring = BudgetedScores(target, known, state, config.budget, worst, report)
             cached = CachedBatchFunction(scoring, cache={strings[i]: sign * float(scores[i]) for i in scorable})
             advance(0, status=f"evolve: {config.offspring} children per generation, population {config.population:,}")

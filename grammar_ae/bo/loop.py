@@ -17,12 +17,14 @@ deterministic string per point) or ``samples_per_point`` times by Gumbel samplin
 the most frequent valid string. The acquisition (or the random draw) picks
 ``candidates_per_point`` points per place in the batch, in its order of preference; all are
 decoded, and the batch takes first those whose decodes are valid strings not known yet
-(neither starting data nor earlier proposals, each string once), then the rest in order.
+(neither starting data nor earlier proposals, each once), then the rest in order. Strings
+are compared by the target's key (``Target.key``): for molecules the canonical SMILES, so a
+known molecule written with other ring digits or atom order is no new one.
 Near a well-sampled optimum most latent points decode to known strings, and without this
 a batch spends its places re-proposing them. The check uses the target's validity test
 only: the objective is called on the chosen batch alone. An invalid point enters the
 surrogate with the worst training score. A ``budget`` counts calls of the objective on new strings (valid
-proposals neither in the starting data nor proposed before): the run stops once it is
+proposals whose key is neither in the starting data nor proposed before): the run stops once it is
 spent, each batch shortened to what is left, or after ``iterations`` batches.
 
 With ``retraining.every`` set (method "bo"), the model itself is fine-tuned during the search
@@ -47,8 +49,9 @@ from torch import Tensor
 
 from grammar_ae.bo.acquisition import AcquisitionConfig, propose
 from grammar_ae.bo.latent_model import LatentModel, RetrainableModel
-from grammar_ae.bo.results import compact, format_score, write_outputs
+from grammar_ae.bo.results import format_score, write_outputs
 from grammar_ae.bo.retraining import RetrainingConfig, retrain, weights_path
+from grammar_ae.bo.scoring import key_many
 from grammar_ae.bo.starting_data import (
     encode_by_length, encode_cached, score_starting_strings, starting_record, starting_strings,
 )
@@ -170,7 +173,7 @@ class TrainingData:
     test_scores: Tensor
     bounds: Tensor  # (2, d) search box
     spread: Tensor  # (d,) standard deviation of the training latents, the trust region's unit
-    known: set[str]  # compact starting strings, to flag rediscoveries
+    known: set[str]  # the target's keys of the starting strings, to flag rediscoveries
     worst: float
     strings: list[str]  # of the training part, row by row
     test_strings: list[str]
@@ -208,7 +211,7 @@ def prepare_training_data(
     )
     return TrainingData(
         latents[train], scores[train], latents[test], scores[test], config.search_box(latents),
-        latents[train].std(dim=0), {compact(s) for s in strings}, worst,
+        latents[train].std(dim=0), set(key_many(target, strings)), worst,
         [strings[i] for i in train.tolist()], [strings[i] for i in test.tolist()],
     )
 
@@ -245,12 +248,12 @@ def choose_string(samples: list[str | None], target: Target) -> tuple[str, bool]
     return (counts.most_common(1)[0][0] if counts else ""), False
 
 
-def prefer_new(choices: list[tuple[str, bool]], seen: set[str], count: int) -> list[int]:
+def prefer_new(choices: list[tuple[str, bool]], keys: list[str], seen: set[str], count: int) -> list[int]:
     """Indices of ``count`` of ``choices`` (string, valid), in order: first the valid ones
-    whose strings are not in ``seen`` (the first of each string), then the rest."""
+    whose ``keys`` (the target's, one per choice) are not in ``seen`` (the first of each key),
+    then the rest."""
     new, rest, fresh = [], [], set()
-    for index, (string, valid) in enumerate(choices):
-        key = compact(string)
+    for index, ((_, valid), key) in enumerate(zip(choices, keys, strict=True)):
         if valid and key not in seen and key not in fresh:
             fresh.add(key)
             new.append(index)
@@ -447,20 +450,21 @@ def _run_iteration(
         points = _acquire(
             iteration, stage, latents, scores, incumbent, region, candidates, target, config, data, state, device, report)
     report(f"{stage} decode {len(points)} points ({config.decoding()})")
-    seen = data.known | {compact(p.string) for p in state.proposals if p.valid}
+    seen = data.known | {target.key(p.string) for p in state.proposals if p.valid}
     with _timed(state, "decoding"):
         decoded = decode_points(model, points.float(), config.samples_per_point, stage_seed(config.seed, iteration, "decoding"))
         choices = [choose_string(samples, target) for samples in decoded]
-        chosen = prefer_new(choices, seen, q)
+        keys = [target.key(string) for string, _ in choices]
+        chosen = prefer_new(choices, keys, seen, q)
     report(f"{stage} score {len(chosen)} strings ({target.name})")
     with _timed(state, "scoring"):
         for index, candidate in enumerate(chosen):
             string, valid = choices[candidate]
             score = target.score_one(string) if valid else None
             valid = score is not None
-            duplicate = valid and compact(string) in seen
+            duplicate = valid and keys[candidate] in seen
             if valid:
-                seen.add(compact(string))
+                seen.add(keys[candidate])
             state.proposals.append(Proposal(
                 iteration, index, string, valid, score, duplicate,
                 observed=score if valid else data.worst, latent=points[candidate].tolist(),

@@ -26,11 +26,6 @@ def format_score(score: float | None) -> str:
     return "-" if score is None else f"{score:.4f}"
 
 
-def compact(string: str) -> str:
-    """The string without whitespace: how proposals are compared with each other and the data."""
-    return "".join(string.split())
-
-
 def proposals_csv(proposals: list[Proposal]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -42,12 +37,12 @@ def proposals_csv(proposals: list[Proposal]) -> str:
 
 
 def top_distinct(proposals: list[Proposal], target: Target, count: int = 3, new_only: bool = False) -> list[dict]:
-    """The best ``count`` distinct valid strings, best first; with ``new_only`` only strings
-    that were neither in the data nor proposed before."""
+    """The best ``count`` distinct valid strings (by the target's key), best first; with
+    ``new_only`` only strings that were neither in the data nor proposed before."""
     best: dict[str, Proposal] = {}
     for p in proposals:
-        if p.valid and not (new_only and p.duplicate) and compact(p.string) not in best:
-            best[compact(p.string)] = p
+        if p.valid and not (new_only and p.duplicate):
+            best.setdefault(target.key(p.string), p)
     chosen = list(best.values())
     order = target.ranked([p.score for p in chosen])[:count]
     entries = [{"string": chosen[i].string, "score": chosen[i].score, "iteration": chosen[i].iteration} for i in order]

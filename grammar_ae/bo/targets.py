@@ -35,7 +35,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from grammar_ae.bo.expression_eval import ExpressionSyntaxError, evaluate
-from grammar_ae.chemistry import is_valid_molecule, molecule
+from grammar_ae.chemistry import canonical_smiles, is_valid_molecule, molecule
 from grammar_ae.errors import ConfigError
 
 Direction = Literal["maximize", "minimize"]
@@ -54,10 +54,18 @@ class Target:
     optimum: str | None = None
     description: str = ""
     version: str = "1"
+    canonical: Callable[[str], "str | None"] | None = None
 
     @property
     def maximize(self) -> bool:
         return self.direction == "maximize"
+
+    def key(self, string: str) -> str:
+        """What makes two strings one candidate, for duplicates and the budget: the canonical
+        form where the target has one (canonical SMILES: one molecule written otherwise is no
+        new molecule), else the string without whitespace."""
+        canonical = self.canonical(string) if self.canonical is not None else None
+        return canonical if canonical is not None else "".join(string.split())
 
     def score_one(self, string: str) -> float | None:
         value = self.function(string)
@@ -111,6 +119,7 @@ def register_target(
     optimum: str | None = None,
     description: str = "",
     version: str = "1",
+    canonical: Callable[[str], str | None] | None = None,
     replace: bool = False,
 ) -> Target:
     """Add a target to the registry and return it.
@@ -118,7 +127,9 @@ def register_target(
     ``function(string) -> float | None`` scores one string; ``is_valid`` is an optional
     cheaper validity check; ``optimum`` a known best string (reported as found when a
     proposal scores as well as it, so equivalent strings count);
-    change ``version`` when the function changes so that cached scores are recomputed.
+    change ``version`` when the function changes so that cached scores are recomputed;
+    ``canonical(string)`` an optional canonical form (None where there is none): strings
+    with one canonical form count as one candidate.
     """
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"target {name!r}: direction must be 'maximize' or 'minimize', got {direction!r}")
@@ -126,7 +137,7 @@ def register_target(
         raise ConfigError(f"target name {name!r}: use letters, digits, '-' and '_' only")
     if name in _REGISTRY and not replace:
         raise ConfigError(f"target {name!r} is already registered (pass replace=True to override it)")
-    target = Target(name, grammar, direction, function, is_valid, optimum, description, version)
+    target = Target(name, grammar, direction, function, is_valid, optimum, description, version, canonical)
     _REGISTRY[name] = target
     return target
 
@@ -231,10 +242,10 @@ def expression_distance(expression: str) -> float | None:
 
 register_target(
     "logp", penalized_logp, grammar="smiles", direction="maximize", is_valid=is_valid_molecule,
-    description="penalized logP: z(logP) + z(-SA) + z(-cycle) with the ZINC-250k constants",
+    canonical=canonical_smiles, description="penalized logP: z(logP) + z(-SA) + z(-cycle) with the ZINC-250k constants",
 )
 register_target(
-    "qed", qed, grammar="smiles", direction="maximize", is_valid=is_valid_molecule,
+    "qed", qed, grammar="smiles", direction="maximize", is_valid=is_valid_molecule, canonical=canonical_smiles,
     description="RDKit QED drug-likeness",
 )
 register_target(
