@@ -59,3 +59,15 @@ def test_gradient_penalty_trains_the_gru_model_through_plain_autograd(zinc_smile
     assert torch.isfinite(terms["gp"]) and terms["gp"] > 0
     grads = [p.grad for p in model.decoder.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_importing_the_package_bounds_onednns_primitive_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = "import grammar_ae, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True).stdout.strip() == "16"
+    env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "256"  # the user's own setting wins
+    assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True).stdout.strip() == "256"

@@ -3,7 +3,8 @@
 Methods: ``bo`` (latent-space BO), ``random`` (random latent points, decoded and scored)
 and ``ga`` (the grammar's genetic algorithm, ``grammar_ae.bo.genetic``), all from the same
 starting data with the same seeds and the same budget of objective calls on new strings
-(valid strings neither in the starting data nor proposed before; rediscoveries are free).
+(valid strings neither in the starting data nor proposed before, compared by the target's key:
+canonical SMILES for molecules; rediscoveries are free).
 
 Each row reports, like the reference table, fraction valid and average score of the valid
 proposals as mean +- standard deviation over seeds (population std, numpy's default; a
@@ -161,7 +162,8 @@ def table_markdown(rows: list[dict]) -> str:
     threshold = first.get("threshold")
     lines = [
         f"Budget: {first['budget'] if first.get('budget') is not None else 'every proposal'} objective calls "
-        f"on new strings per seed (valid strings neither in the starting data nor proposed before); "
+        f"on new strings per seed (valid strings neither in the starting data nor proposed before, "
+        f"compared by the target's key: canonical SMILES for molecules); "
         f"starting data's best score {first['data_best']:.2f}."
         if first.get("data_best") is not None else "",
         "",
