@@ -7,7 +7,9 @@ step, and its backward pass zero-fills a copy of the whole input projection at e
 and each step is one matrix product plus the cell. In training, the backward pass is
 written out (:class:`_GRUSequence`): each step back costs one matrix product plus one fused
 cell, and the recurrent weight's gradient is a single matrix product over all steps at the
-end, instead of one small product and one accumulation per step. Inside
+end, instead of one small product and one accumulation per step. Independent layers of one
+size (the two directions of a bidirectional GRU) step together, one batched product and one
+cell per step for all (:func:`side_by_side`). Inside
 :func:`grammar_ae.utils.autograd.double_backward` (a gradient penalty) the layer runs on
 plain autograd instead, which can differentiate it twice.
 
