@@ -135,11 +135,11 @@ class _GRUSequence(torch.autograd.Function):
                 ctx.input_dtype, weight.dtype,
             )
             ctx.saved[step] = None
-            recurrent = _batched(torch.mm, torch.bmm, hidden_grad[:, step], weight)
+            recurrent = _product(hidden_grad[:, step], weight)
         hidden_grad = hidden_grad.flatten(1, 2)  # (D, T * B, 3H)
-        weight_grad = _batched(torch.mm, torch.bmm, hidden_grad.transpose(1, 2), previous.flatten(1, 2))
+        weight_grad = _product(hidden_grad.transpose(1, 2), previous.flatten(1, 2))
         ones = hidden_grad.new_ones((layers, hidden_grad.shape[1], 1))
-        bias_grad = _batched(torch.mm, torch.bmm, hidden_grad.transpose(1, 2), ones)[..., 0]
+        bias_grad = _product(hidden_grad.transpose(1, 2), ones)[..., 0]
         return input_grad, carried + recurrent.float(), weight_grad.float(), bias_grad.float(), None
 
 
@@ -150,11 +150,11 @@ def _hidden_product(hidden: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
 
 
-def _batched(product: Callable, batched_product: Callable, left: Tensor, right: Tensor) -> Tensor:
-    """``batched_product(left, right)`` over the leading dimension, ``product`` when it is 1."""
+def _product(left: Tensor, right: Tensor) -> Tensor:
+    """Matrix products over the leading dimension (one ``mm`` when it is 1)."""
     if len(left) == 1:
-        return product(left[0], right[0]).unsqueeze(0)
-    return batched_product(left, right)
+        return torch.mm(left[0], right[0]).unsqueeze(0)
+    return torch.bmm(left, right)
 
 
 class UnrolledGRU(nn.Module):
