@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 
 # oneDNN (PyTorch's bf16 matrix products on CPUs) caches up to 1,024 primitives by default,
 # one per shape, some holding tens of MB: with a new sequence length in every batch, training
-# on ZINC-250k grew to 2.6 GB. 16 keep each step's products cached at the same speed and
-# the whole run near 1.6 GB. Read by oneDNN at its first product, so it must be set before
-# any (a value already in the environment wins).
+# on ZINC-250k peaked at 2.6 GB; with 16, which still hold the products every step repeats,
+# at 1.7 GB (benchmarks/molecule_memory.py). Read by oneDNN at its first product, so it must
+# be set before any (a value already in the environment wins).
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 

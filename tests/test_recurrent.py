@@ -2,6 +2,9 @@
 plain-autograd fallback a gradient penalty needs."""
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -61,11 +64,7 @@ def test_gradient_penalty_trains_the_gru_model_through_plain_autograd(zinc_smile
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-def test_importing_the_package_bounds_onednns_primitive_cache(tmp_path):
-    import os
-    import subprocess
-    import sys
-
+def test_importing_the_package_bounds_onednns_primitive_cache():
     script = "import grammar_ae, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
     assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True).stdout.strip() == "16"

@@ -277,9 +277,9 @@ def _resumed_state(out_dir: Path, config: BOConfig, model: LatentModel, resume: 
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     if state.checkpoint_sha256 != model.checkpoint_sha256:
         raise CheckpointError(f"{out_dir}: the run was started with checkpoint {state.checkpoint_sha256[:12]}, not this one")
-    if state.retrainings and not weights_path(out_dir, len(state.retrainings)).is_file():
-        raise CheckpointError(f"{weights_path(out_dir, len(state.retrainings))}: missing; the run cannot resume "
-                              "without it")
+    weights = weights_path(out_dir, len(state.retrainings))
+    if state.retrainings and not weights.is_file():
+        raise CheckpointError(f"{weights}: missing; the run cannot resume without it")
     saved = _as_saved(state.config, config.target)
     changed = [key for key, value in asdict(config).items() if key not in RESUMABLE_CHANGES and saved[key] != value]
     if changed:

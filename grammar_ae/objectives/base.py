@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, ContextManager
 
@@ -23,6 +24,12 @@ from torch import Tensor, nn
 from grammar_ae.errors import ConfigError, TrainingError, is_number
 from grammar_ae.objectives.density import LatentSampler, StandardNormalSampler
 from grammar_ae.utils.autograd import double_backward
+
+
+@contextlib.contextmanager
+def _twice_differentiable() -> Iterator[None]:
+    with torch.backends.cudnn.flags(enabled=False), double_backward():
+        yield
 
 
 @dataclass
@@ -77,12 +84,7 @@ class Objective(nn.Module):
         """Wrap the decoder call in it: when the loss needs a double backward through the
         decoder (gradient penalty), cuDNN (whose RNNs do not support one) is disabled and layers
         with a hand-written backward pass use plain autograd."""
-        if not self.needs_latent_grad:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.backends.cudnn.flags(enabled=False))
-        stack.enter_context(double_backward())
-        return stack
+        return _twice_differentiable() if self.needs_latent_grad else contextlib.nullcontext()
 
     def latent(self, enc: EncoderOutput) -> Tensor:
         """The code passed to the decoder: here always the encoder mean."""

@@ -31,23 +31,30 @@ from torch.autograd.function import FunctionCtx
 from grammar_ae.utils.autograd import double_backward_needed
 
 
-def gru_cell_with_gates(input_gates: Tensor, hidden_gates: Tensor, hidden: Tensor) -> tuple[Tensor, ...]:
-    """One GRU update from the input's and the hidden state's (reset, update, new) projections,
-    computed in float32 whatever the projections' precision (the state stays float32); also
-    what the backward pass needs, in the projections' precision: the reset, update and new
-    gates and the hidden state's projection for the new gate."""
+def _gates(input_gates: Tensor, hidden_gates: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The reset, update and new gates in float32 from the input's and the hidden state's
+    (reset, update, new) projections, and the hidden state's projection for the new gate."""
     r_x, z_x, n_x = input_gates.float().chunk(3, -1)
     r_h, z_h, n_h = hidden_gates.float().chunk(3, -1)
     reset = torch.sigmoid(r_x + r_h)
     update = torch.sigmoid(z_x + z_h)
-    new = 2 * torch.sigmoid(2 * (n_x + reset * n_h)) - 1  # tanh, several times faster on CPUs
-    saved = tuple(gate.to(hidden_gates.dtype) for gate in (reset, update, new, n_h))
-    return new + update * (hidden.float() - new), *saved
+    new = 2 * torch.sigmoid(2 * (n_x + reset * n_h)) - 1  # tanh through the sigmoid, whose CPU kernels are faster
+    return reset, update, new, n_h
 
 
 def gru_cell(input_gates: Tensor, hidden_gates: Tensor, hidden: Tensor) -> Tensor:
-    """The new state of :func:`gru_cell_with_gates`."""
-    return gru_cell_with_gates(input_gates, hidden_gates, hidden)[0]
+    """One GRU update, computed in float32 whatever the projections' precision (the state
+    stays float32)."""
+    _, update, new, _ = _gates(input_gates, hidden_gates)
+    return new + update * (hidden.float() - new)
+
+
+def gru_cell_with_gates(input_gates: Tensor, hidden_gates: Tensor, hidden: Tensor) -> tuple[Tensor, ...]:
+    """:func:`gru_cell` and what the backward pass needs, in the projections' precision: the
+    reset, update and new gates and the hidden state's projection for the new gate."""
+    gates = _gates(input_gates, hidden_gates)
+    _, update, new, _ = gates
+    return new + update * (hidden.float() - new), *(gate.to(hidden_gates.dtype) for gate in gates)
 
 
 def gru_cell_backward(
