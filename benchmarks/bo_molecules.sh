@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The molecule BO numbers of the README: penalized logP from the model's ZINC-250k training set,
-# BO against random latent points and mol_ga's Graph GA, 5 seeds x 250 objective calls on new
-# molecules each, every latent point decoded 10 times by Gumbel sampling (the most frequent valid
-# molecule kept; benchmarks/bo_seed_studies.py --study decoding); results are copied to
+# BO (latent points decoded; and bo-offspring: children of the best molecules by mol_ga's operators,
+# encoded and chosen by Thompson sampling on the latent GP) against random latent points and
+# mol_ga's Graph GA, 5 seeds x 250 objective calls on new molecules each, every latent point
+# decoded 10 times by Gumbel sampling (the most frequent valid molecule kept;
+# benchmarks/bo_seed_studies.py --study decoding); results are copied to
 # benchmarks/results/bo_molecules_<NAME>.*.
 #
 #   benchmarks/bo_molecules.sh [CHECKPOINT] [NAME]      # defaults: zinc (the shipped model), zinc
@@ -19,7 +21,7 @@ SEEDS=${SEEDS:-5}
 BUDGET=${BUDGET:-250}
 SAMPLES=${SAMPLES:-10}  # decodes per latent point
 RETRAIN=${RETRAIN:-0}  # objective calls between weighted retrainings of the model (0: never)
-METHODS=${METHODS:-bo,random,ga}
+METHODS=${METHODS:-bo,bo-offspring,random,ga}
 OUT=${OUT:-benchmarks/runs/bo/molecules-$NAME}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 grammar-ae benchmark bo --target logp --checkpoint "$CHECKPOINT" --method "$METHODS" --seeds "$SEEDS" --budget "$BUDGET" --samples-per-point "$SAMPLES" \

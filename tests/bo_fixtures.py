@@ -75,6 +75,9 @@ class ProjectionModel:
     def encode_means(self, strings):
         return torch.from_numpy(self._project(list(strings)))
 
+    def can_encode(self, string: str) -> bool:
+        return all(token in self.vocabulary for token in self._tokens(string))
+
     def _count_call(self) -> None:
         self.decode_calls += 1
         if self.decode_calls == self.fail_on_call:

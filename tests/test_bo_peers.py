@@ -162,11 +162,11 @@ def test_a_ga_run_does_not_depend_on_python_string_hashing(tmp_path):
     assert len(runs[0]) >= 30 and runs[0] == runs[1]
 
 
-def test_benchmark_of_three_methods_with_one_budget(expressions, tmp_path):
+def test_benchmark_of_four_methods_with_one_budget(expressions, tmp_path):
     config = replace(DEFAULTS, budget=6, batch_size=3, iterations=None)
     rows = run_bo_benchmark(ProjectionModel(expressions), "expression", [0, 1], config, tmp_path, label="fixture",
-                            methods=["bo", "random", "ga"], threshold=0.5)
-    assert [row["method"] for row in rows] == ["bo", "random", "ga"]
+                            methods=["bo", "random", "ga", "bo-offspring"], threshold=0.5)
+    assert [row["method"] for row in rows] == ["bo", "random", "ga", "bo-offspring"]
     for row in rows:
         assert row["budget"] == 6 and row["objective_calls_mean"] <= 6 and row["threshold_seeds"] is not None
         for seed in (0, 1):
@@ -176,8 +176,50 @@ def test_benchmark_of_three_methods_with_one_budget(expressions, tmp_path):
     table = (tmp_path / "bo_benchmark.md").read_text()
     assert table.startswith("Budget: 6 objective calls on new strings per seed")
     assert "| published | GRAE |" in table and "seeds below 0.5" in table
-    assert len((tmp_path / "bo_benchmark.csv").read_text().splitlines()) == 4
+    assert len((tmp_path / "bo_benchmark.csv").read_text().splitlines()) == 5
+    offspring = json.loads((tmp_path / "bo-offspring" / "seed_0" / "summary.json").read_text())
+    assert offspring["config"]["candidates"] == "offspring" and offspring["config"]["method"] == "bo"
     assert (tmp_path / "best_so_far.png").stat().st_size > 1000
+
+
+def test_bo_offspring_chooses_among_encoded_children_of_the_best_strings(tmp_path):
+    with gzip.open(DATA / "zinc250k.smi.gz", "rt") as handle:
+        smiles = [line.strip() for _, line in zip(range(300), handle)]
+    config = replace(DEFAULTS, target="logp", candidates="offspring", budget=12, batch_size=6, iterations=None,
+                     offspring_population=100, thompson_candidates=60, local_points=50)
+    model = ProjectionModel(smiles, latent_dim=3, grammar_name="smiles")
+    summary = run_bo(model, config, tmp_path / "whole", progress=False)
+    rows = assert_scores_are_the_targets(tmp_path / "whole", "logp")
+    logp = get_target("logp")
+    known = {logp.key(string) for string in smiles}
+    keys = [logp.key(row["string"]) for row in rows]
+    assert summary["objective_calls"] == 12 == len(rows) and model.decode_calls == 0
+    assert len(set(keys)) == 12 and not known & set(keys)
+    assert all(model.can_encode(row["string"]) for row in rows)  # children the model cannot read are left out
+    latents = np.load(tmp_path / "whole" / "latents.npy")  # each proposal's latent point is its encoding
+    assert np.allclose(latents, model.encode_means([row["string"] for row in rows]).numpy())
+    assert set(summary["timings"]["seconds"]) >= {"offspring", "encode_children", "fit", "acquisition", "scoring"}
+    # stopped after one batch and resumed: the same run
+    run_bo(ProjectionModel(smiles, latent_dim=3, grammar_name="smiles"), replace(config, iterations=1),
+           tmp_path / "run", progress=False)
+    assert len(read_rows(tmp_path / "run")) == 6
+    run_bo(ProjectionModel(smiles, latent_dim=3, grammar_name="smiles"), config, tmp_path / "run", resume=True,
+           progress=False)
+    assert (tmp_path / "run" / "proposals.csv").read_text() == (tmp_path / "whole" / "proposals.csv").read_text()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"candidates": "nope"}, "candidates 'nope': expected one of latent, offspring"),
+    ({"candidates": "offspring", "acquisition": "ei"},
+     "offspring candidates are for method 'bo' with the thompson acquisition, not method 'bo' with 'ei'"),
+    ({"candidates": "offspring", "method": "random"},
+     "offspring candidates are for method 'bo' with the thompson acquisition, not method 'random' with 'thompson'"),
+    ({"offspring_population": 0}, "offspring_population must be at least 1, got 0"),
+])
+def test_bad_offspring_settings_are_one_line(settings, message):
+    with pytest.raises(ConfigError) as error:
+        BOConfig("logp", **settings)
+    assert str(error.value) == message
 
 
 def _custom(string: str) -> float | None:
@@ -185,7 +227,7 @@ def _custom(string: str) -> float | None:
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--method", "bo,nope"], "unknown method 'nope'; expected some of bo, random, ga"),
+    (["--method", "bo,nope"], "unknown method 'nope'; expected some of bo, bo-offspring, random, ga"),
     (["--budget", "0"], "budget must be at least 1, got 0"),
     (["--batch-size", "0"], "batch_size must be at least 1, got 0"),
 ])

@@ -13,7 +13,7 @@ from grammar_ae.bo.loop import BOConfig, run_bo
 from grammar_ae.bo.retraining import RetrainingConfig, rank_probabilities, weights_path
 from grammar_ae.bo.state import load_state
 from grammar_ae.bo.targets import get_target
-from grammar_ae.errors import CheckpointError, ConfigError
+from grammar_ae.errors import CheckpointError, ConfigError, ParseError
 from grammar_ae.models.loading import load_latent_model
 from grammar_ae.models.sequence.config import SequenceRunConfig
 from grammar_ae.pipelines.train_sequence import train_sequence_model
@@ -135,3 +135,16 @@ def test_can_encode_rejects_valid_molecules_outside_the_models_form():
     assert get_target("logp").score_one(unkekulizable) is not None
     assert zinc.can_encode("CC1=CC=C(Br)C=C1") and zinc.can_encode("Cc1ccc(Br)cc1")
     assert not zinc.can_encode(unkekulizable) and not zinc.can_encode("C1CC")
+    assert zinc.can_train_on("CC1=CC=C(Br)C=C1") and not zinc.can_train_on(unkekulizable)
+
+
+def test_the_recurrent_encoder_reads_strings_longer_than_the_decoder_writes():
+    zinc = load_latent_model("zinc", "cpu")  # a bidirectional GRU encoder, at most 277 productions decoded
+    chain = "C" * 100  # 100 heavy atoms: about 400 productions
+    assert zinc.model.read_length == 4 * 277
+    assert zinc.can_encode(chain) and not zinc.can_train_on(chain) and not zinc.can_encode("C" * 400)
+    with pytest.raises(ParseError, match="more than the smiles grammar's max length 277"):
+        zinc.model.training_batch([chain])
+    short = ["CC1=CC=C(Br)C=C1", "CCO"]
+    together = zinc.encode_means(short + [chain])  # a long string in the batch leaves the others' latents alone
+    assert torch.equal(together[:2], zinc.encode_means(short)) and torch.isfinite(together[2]).all()

@@ -71,12 +71,20 @@ def candidate_set(box: Tensor, count: int, seed: int, centre: Tensor | None = No
     return torch.where(perturbed.to(box.device), points, centre.to(box).clamp(box[0], box[1]))
 
 
+def thompson_choice(model: Model, candidates: Tensor, q: int, seed: int) -> Tensor:
+    """Indices of min(q, n) distinct rows of ``candidates`` (n, d), each the maximum of one
+    joint posterior draw over them. Seeded."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), gpytorch.settings.max_cholesky_size(EXACT_MAX_POINTS):
+        torch.manual_seed(seed)
+        chosen = MaxPosteriorSampling(model, replacement=False)(candidates, num_samples=min(q, len(candidates)))
+    return (candidates.unsqueeze(0) == chosen.unsqueeze(1)).all(dim=-1).int().argmax(dim=1)
+
+
 def thompson_batch(model: Model, box: Tensor, q: int, config: AcquisitionConfig, seed: int,
                    centre: Tensor | None = None) -> Tensor:
-    """q distinct candidates, each the maximum of one joint posterior draw over the set."""
+    """q distinct candidates of the configured set, chosen by ``thompson_choice``."""
     candidates = candidate_set(box, max(config.thompson_candidates, q), seed, centre)
-    with torch.no_grad(), gpytorch.settings.max_cholesky_size(EXACT_MAX_POINTS):
-        return MaxPosteriorSampling(model, replacement=False)(candidates, num_samples=q).detach()
+    return candidates[thompson_choice(model, candidates, q, seed)]
 
 
 def optimized_batch(acquisition: AcquisitionFunction, box: Tensor, q: int, config: AcquisitionConfig, seed: int) -> Tensor:

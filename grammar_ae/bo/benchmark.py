@@ -1,7 +1,8 @@
 """Optimizers side by side (PROTOCOLS 5-6): one run per method and seed, one table row per method.
 
-Methods: ``bo`` (latent-space BO), ``random`` (random latent points, decoded and scored)
-and ``ga`` (the grammar's genetic algorithm, ``grammar_ae.bo.genetic``), all from the same
+Methods: ``bo`` (latent-space BO), ``bo-offspring`` (latent-space BO choosing among
+children of the best strings, ``candidates="offspring"`` in ``grammar_ae.bo.loop``),
+``random`` (random latent points, decoded and scored) and ``ga`` (the grammar's genetic algorithm, ``grammar_ae.bo.genetic``), all from the same
 starting data with the same seeds and the same budget of objective calls on new strings
 (valid strings neither in the starting data nor proposed before, compared by the target's key:
 canonical SMILES for molecules; rediscoveries are free).
@@ -32,9 +33,10 @@ from typing import Sequence
 
 import numpy as np
 
-from grammar_ae.bo.genetic import GAConfig, check_ga_grammar, run_ga
+from grammar_ae.bo.genetic import GAConfig, run_ga
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import BOConfig, run_bo
+from grammar_ae.bo.offspring import check_ga_grammar
 from grammar_ae.bo.retraining import RetrainingConfig
 from grammar_ae.bo.results import draw_molecules
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
@@ -43,7 +45,8 @@ from grammar_ae.utils.files import atomic_figure, atomic_write_json, atomic_writ
 from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.provenance import provenance
 
-METHODS = ("bo", "random", "ga")
+METHODS = ("bo", "bo-offspring", "random", "ga")
+BO_CANDIDATES = {"bo": "latent", "bo-offspring": "offspring"}  # the BO methods and their candidates
 # PROTOCOLS 6: (model, fraction valid, average score, best three), 5 x 50 proposals per seed
 PUBLISHED_ROWS = {
     "expression": [
@@ -233,9 +236,10 @@ def plot_best_so_far(path: Path, runs: dict[str, list[dict]], target: Target) ->
 
 
 def _method_config(config: BOConfig, target: str, seed: int, method: str) -> BOConfig:
-    """``config`` for one run of ``method`` ("bo" or "random": retraining is BO's only)."""
-    retraining = config.retraining if method == "bo" else RetrainingConfig()
-    return replace(config, target=target, seed=seed, method=method, retraining=retraining)
+    """``config`` for one run of ``method`` (a BO method or "random": retraining is BO's only)."""
+    if method in BO_CANDIDATES:
+        return replace(config, target=target, seed=seed, method="bo", candidates=BO_CANDIDATES[method])
+    return replace(config, target=target, seed=seed, method=method, retraining=RetrainingConfig())
 
 
 def run_bo_benchmark(
@@ -250,7 +254,7 @@ def run_bo_benchmark(
     resolved = get_target(target)
     check_target_grammar(resolved, model.grammar_name)
     check_methods(methods)
-    if "ga" in methods:
+    if {"ga", "bo-offspring"} & set(methods):
         check_ga_grammar(model.grammar_name)
     out_dir = Path(out_dir)
     runs: dict[str, list[dict]] = {}

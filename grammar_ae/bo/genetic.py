@@ -3,11 +3,8 @@ data, seeds and budget of objective calls on new strings.
 
 Both run mol_ga's GA driver (``run_ga_maximization``: a population of the best
 ``population`` strings, parents drawn by uniform quantile sampling, ``offspring`` children
-per generation); the children come from
-
-- ``smiles``: mol_ga's Graph GA operators (crossover and mutation of molecular graphs);
-- ``expressions``: subtree crossover and mutation of the grammar's derivation trees
-  (``grammar_ae.bo.ga_trees``).
+per generation); the children come from the grammar's genetic operators
+(``grammar_ae.bo.offspring``).
 
 The population starts as every scorable starting string with its (cached) score, so those
 cost no call. A child that is neither a starting string nor an earlier child is scored
@@ -31,32 +28,15 @@ import numpy as np
 
 from grammar_ae.bo.latent_model import LatentModel
 from grammar_ae.bo.loop import ITERATIONS_PER_BUDGET_BATCH
+from grammar_ae.bo.offspring import GENETIC_ALGORITHMS, check_ga_grammar
 from grammar_ae.bo.results import format_score, write_outputs
 from grammar_ae.bo.scoring import key_many
 from grammar_ae.bo.starting_data import score_starting_strings, starting_record, starting_strings
 from grammar_ae.bo.state import BOState, Proposal, load_state, objective_calls
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
-from grammar_ae.errors import ConfigError, require_counts
-from grammar_ae.grammar.cfg import Grammar
+from grammar_ae.errors import require_counts
 from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
-
-Offspring = Callable  # mol_ga's offspring_gen_func(parents, count, rng, parallel) -> set[str]
-
-
-def molecule_offspring(grammar: Grammar) -> Offspring:
-    from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
-
-    return graph_ga_blended_generation
-
-
-def tree_offspring(grammar: Grammar) -> Offspring:
-    from grammar_ae.bo.ga_trees import TreeOperators
-
-    return TreeOperators(grammar).offspring
-
-
-GENETIC_ALGORITHMS: dict[str, Callable[[Grammar], Offspring]] = {"smiles": molecule_offspring, "expressions": tree_offspring}
 
 
 @dataclass
@@ -73,13 +53,6 @@ class GAConfig:
         require_counts(self, ("budget", "offspring", "population", "max_generations"))
         if self.max_generations is None:
             self.max_generations = ITERATIONS_PER_BUDGET_BATCH * math.ceil(self.budget / self.offspring)
-
-
-def check_ga_grammar(grammar_name: str) -> None:
-    if grammar_name not in GENETIC_ALGORITHMS:
-        raise ConfigError(
-            f"no genetic algorithm for the {grammar_name!r} grammar (there is one for {', '.join(GENETIC_ALGORITHMS)})"
-        )
 
 
 class BudgetSpent(Exception):

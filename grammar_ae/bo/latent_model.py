@@ -28,6 +28,10 @@ class LatentModel(Protocol):
     def encode_means(self, strings: Sequence[str]) -> Tensor:
         """(N, latent_dim) float32 CPU latent means, batched internally."""
 
+    def can_encode(self, string: str) -> bool:
+        """Whether ``encode_means`` reads ``string``: a valid string may not be one, e.g. a
+        molecule RDKit cannot write in the model's Kekule form, or one too long."""
+
     def decode(self, z: Tensor) -> list[str | None]:
         """For each row of ``z``, its greedy (argmax) decode: deterministic; None where the
         derivation did not finish (grammatically invalid)."""
@@ -41,9 +45,9 @@ class LatentModel(Protocol):
 class RetrainableModel(LatentModel, Protocol):
     """A latent model that weighted retraining (``grammar_ae.bo.retraining``) can fine-tune."""
 
-    def can_encode(self, string: str) -> bool:
-        """Whether the model can encode and train on ``string`` (a valid decode may not be, e.g. a
-        molecule RDKit cannot write in the model's Kekule form)."""
+    def can_train_on(self, string: str) -> bool:
+        """Whether the model can train on ``string`` (the decoder writes it; its encoder may read
+        longer strings than that)."""
 
     def fine_tuned(
         self, strings: Sequence[str], learning_rate: float, batch_size: int, seed: int,

@@ -27,6 +27,16 @@ surrogate with the worst training score. A ``budget`` counts calls of the object
 proposals whose key is neither in the starting data nor proposed before): the run stops once it is
 spent, each batch shortened to what is left, or after ``iterations`` batches.
 
+With ``candidates="offspring"`` (method "bo", Thompson sampling) the batch is not decoded from
+latent points: the grammar's genetic operators (``grammar_ae.bo.offspring``, those of the GA
+peer) make ``thompson_candidates`` children of parents drawn from the ``offspring_population``
+best strings scored so far; the children that are valid, new and readable by the model are
+encoded, the surrogate is fitted on the scored point nearest each child's latent point and
+the ``local_points`` best scored points, and batch Thompson sampling over the children's
+latent points picks the batch. The model's latent space is still where the surrogate learns and chooses;
+the children let a batch leave the decoder's neighbourhood of the data (larger molecules,
+for one), which decoding latent points rarely does. The trust region is not used.
+
 With ``retraining.every`` set (method "bo"), the model itself is fine-tuned during the search
 on the best strings found so far (weighted retraining, ``grammar_ae.bo.retraining``), and
 each batch is proposed and decoded by the latest model.
@@ -47,8 +57,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grammar_ae.bo.acquisition import AcquisitionConfig, propose
+from grammar_ae.bo.acquisition import AcquisitionConfig, propose, thompson_choice
 from grammar_ae.bo.latent_model import LatentModel, RetrainableModel
+from grammar_ae.bo.offspring import check_ga_grammar, offspring_of
 from grammar_ae.bo.results import format_score, write_outputs
 from grammar_ae.bo.retraining import RetrainingConfig, retrain, weights_path
 from grammar_ae.bo.scoring import key_many
@@ -56,10 +67,10 @@ from grammar_ae.bo.starting_data import (
     encode_by_length, encode_cached, score_starting_strings, starting_record, starting_strings,
 )
 from grammar_ae.bo.state import STATE_FILE, BOState, Proposal, load_state, objective_calls, stage_seed
-from grammar_ae.bo.surrogate import SurrogateConfig, data_bounds, fit_surrogate
+from grammar_ae.bo.surrogate import Surrogate, SurrogateConfig, data_bounds, fit_surrogate
 from grammar_ae.bo.targets import Target, check_target_grammar, get_target
 from grammar_ae.bo.trust_region import (
-    TrustRegionConfig, TrustRegionState, local_points, region_centre, trust_region_bounds,
+    TrustRegionConfig, TrustRegionState, local_points, nearest_rows, region_centre, trust_region_bounds,
 )
 from grammar_ae.errors import CheckpointError, ConfigError, OutputError, require_counts
 from grammar_ae.utils.device import resolve_device
@@ -67,6 +78,7 @@ from grammar_ae.utils.output_lock import hold_output_lock
 from grammar_ae.utils.progress import progress_bar
 
 METHODS = ("bo", "random")
+CANDIDATES = ("latent", "offspring")
 SURROGATES = ("local", "exact", "sparse")
 RANDOM_POINTS = ("gaussian", "box")
 ITERATIONS_WITHOUT_BUDGET = 5
@@ -75,7 +87,7 @@ RESUMABLE_CHANGES = ("iterations", "budget", "device")  # config fields a resume
 # how a run saved before a setting existed behaved (a dict: settings added inside a nested config)
 SETTINGS_BEFORE_ADDED = {
     "candidates_per_point": 1, "trust_region_widths": {"min_new_fraction": 0.0, "restart_after": 0},
-    "retraining": {"every": 0},
+    "retraining": {"every": 0}, "candidates": "latent", "offspring_population": 10_000,
 }
 RETRAINED_TEST_POINTS = 1000  # held-out strings re-encoded after a retraining, for the surrogate's test
 Report = Callable[[str], None]
@@ -99,6 +111,8 @@ class BOConfig:
     samples_per_point: int = 1
     candidates_per_point: int = 4
     acquisition: str = AcquisitionConfig.name
+    candidates: str = "latent"
+    offspring_population: int = 10_000
     surrogate: str = "local"
     local_points: int = 500
     fit_iterations: int = SurrogateConfig.fit_iterations
@@ -124,11 +138,12 @@ class BOConfig:
             self.trust_region_widths = TrustRegionConfig(**self.trust_region_widths)
         if isinstance(self.retraining, dict):
             self.retraining = RetrainingConfig(**self.retraining)
-        for name, allowed in (("method", METHODS), ("surrogate", SURROGATES), ("random_points", RANDOM_POINTS)):
+        for name, allowed in (("method", METHODS), ("surrogate", SURROGATES), ("random_points", RANDOM_POINTS),
+                              ("candidates", CANDIDATES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         require_counts(self, ("batch_size", "samples_per_point", "candidates_per_point", "local_points", "budget",
-                             "iterations"))
+                             "iterations", "offspring_population"))
         if self.iterations is None:
             self.iterations = ITERATIONS_WITHOUT_BUDGET if self.budget is None else (
                 ITERATIONS_PER_BUDGET_BATCH * math.ceil(self.budget / self.batch_size))
@@ -138,6 +153,9 @@ class BOConfig:
             raise ConfigError(f"bounds must be 'data' or a margin >= 0, got {self.bounds!r}")
         if self.retraining.enabled and self.method != "bo":
             raise ConfigError(f"retraining is for method 'bo', not {self.method!r}")
+        if self.candidates == "offspring" and (self.method != "bo" or self.acquisition != "thompson"):
+            raise ConfigError(f"offspring candidates are for method 'bo' with the thompson acquisition, not "
+                              f"method {self.method!r} with {self.acquisition!r}")
         if self.max_training_points is not None and self.max_training_points < 2:
             raise ConfigError(f"max_training_points must be at least 2, got {self.max_training_points}")
         self.surrogate_config()
@@ -309,6 +327,8 @@ def run_bo(model: LatentModel, config: BOConfig, out_dir: str | Path, resume: bo
     target = get_target(config.target)
     check_target_grammar(target, model.grammar_name)
     device = resolve_device(config.device)
+    if config.candidates == "offspring":
+        check_ga_grammar(model.grammar_name)
     if config.retraining.enabled and not isinstance(model, RetrainableModel):
         raise ConfigError(f"retraining: the model ({type(model).__name__}) cannot be fine-tuned")
     out_dir = Path(out_dir)
@@ -390,7 +410,7 @@ def _retrain(
 
 def _readable_new(model: RetrainableModel, proposals: list[Proposal]) -> list[Proposal]:
     """The valid new proposals that ``model`` can encode and train on."""
-    return [p for p in proposals if p.valid and not p.duplicate and model.can_encode(p.string)]
+    return [p for p in proposals if p.valid and not p.duplicate and model.can_train_on(p.string)]
 
 
 def _retrained_model(model: RetrainableModel, out_dir: Path, state: BOState) -> RetrainableModel:
@@ -438,24 +458,33 @@ def _run_iteration(
     stage = f"iteration {iteration}/{config.iterations}:"
     ranked = target.ranked(scores.tolist())
     region, incumbent = None, ranked[0]
-    if config.method == "random":
-        report(f"{stage} draw {candidates} random latent points ({config.random_points})")
-        with _timed(state, "acquisition"):
-            points = random_points(
-                data, config.random_points, candidates, stage_seed(config.seed, iteration, "acquisition"))
-    else:
-        if config.trust_region:
-            region = _current_region(state, config)
-            incumbent = region_centre(latents, ranked, region.abandoned, data.spread, config.trust_region_widths.maximum)
-        points = _acquire(
-            iteration, stage, latents, scores, incumbent, region, candidates, target, config, data, state, device, report)
-    report(f"{stage} decode {len(points)} points ({config.decoding()})")
     seen = data.known | {target.key(p.string) for p in state.proposals if p.valid}
-    with _timed(state, "decoding"):
-        decoded = decode_points(model, points.float(), config.samples_per_point, stage_seed(config.seed, iteration, "decoding"))
-        choices = [choose_string(samples, target) for samples in decoded]
-        keys = [target.key(string) for string, _ in choices]
-        chosen = prefer_new(choices, keys, seen, q)
+    if config.candidates == "offspring":
+        strings = data.strings + [p.string if p.valid else None for p in since]
+        children, points = _offspring_batch(
+            iteration, stage, model, target, config, data, latents, scores, strings, seen, q, state, device, report)
+        choices, keys = [(child, True) for child in children], [target.key(child) for child in children]
+    else:
+        if config.method == "random":
+            report(f"{stage} draw {candidates} random latent points ({config.random_points})")
+            with _timed(state, "acquisition"):
+                points = random_points(
+                    data, config.random_points, candidates, stage_seed(config.seed, iteration, "acquisition"))
+        else:
+            if config.trust_region:
+                region = _current_region(state, config)
+                incumbent = region_centre(
+                    latents, ranked, region.abandoned, data.spread, config.trust_region_widths.maximum)
+            points = _acquire(
+                iteration, stage, latents, scores, incumbent, region, candidates, target, config, data, state, device,
+                report)
+        report(f"{stage} decode {len(points)} points ({config.decoding()})")
+        with _timed(state, "decoding"):
+            decoded = decode_points(
+                model, points.float(), config.samples_per_point, stage_seed(config.seed, iteration, "decoding"))
+            choices = [choose_string(samples, target) for samples in decoded]
+            keys = [target.key(string) for string, _ in choices]
+    chosen = prefer_new(choices, keys, seen, q)
     report(f"{stage} score {len(chosen)} strings ({target.name})")
     with _timed(state, "scoring"):
         for index, candidate in enumerate(chosen):
@@ -477,6 +506,26 @@ def _run_iteration(
         state.trust_region = asdict(region)
 
 
+def _fit(
+    iteration: int, stage: str, latents: Tensor, scores: Tensor, test_latents: Tensor, test_scores: Tensor,
+    target: Target, config: BOConfig, data: TrainingData, state: BOState, device: torch.device, report: Report,
+) -> Surrogate:
+    """The surrogate fitted on (``latents``, ``scores``); judged on the test points the first time."""
+    report(f"{stage} fit the {config.surrogate} GP on {len(latents):,} points")
+    warm = state.surrogate_hyperparameters if config.warm_start else None
+    with _timed(state, "fit"):
+        surrogate = fit_surrogate(
+            latents, scores, data.bounds, target.maximize, config.surrogate_config(),
+            stage_seed(config.seed, iteration, "fit"), device, warm_start=warm,
+        )
+    if config.warm_start and config.surrogate != "sparse":
+        state.surrogate_hyperparameters = surrogate.hyperparameters()
+    if state.surrogate_test is None and len(test_scores):
+        with _timed(state, "surrogate_test"):
+            state.surrogate_test = surrogate.test_metrics(test_latents.to(device), test_scores)
+    return surrogate
+
+
 def _acquire(
     iteration: int, stage: str, latents: Tensor, scores: Tensor, incumbent: int, region: TrustRegionState | None,
     q: int, target: Target, config: BOConfig, data: TrainingData, state: BOState, device: torch.device,
@@ -488,25 +537,14 @@ def _acquire(
     if region is not None:
         box = trust_region_bounds(centre, data.spread, region.half_width, data.bounds)
     fit_latents, fit_scores = latents, scores
-    if config.surrogate == "local":
+    test_latents, test_scores = data.test_latents, data.test_scores
+    if config.surrogate == "local":  # fitted and judged where it is used: the points nearest the centre
         rows = local_points(latents, centre, data.spread, config.local_points)
         fit_latents, fit_scores = latents[rows], scores[rows]
-    report(f"{stage} fit the {config.surrogate} GP on {len(fit_latents):,} points")
-    warm = state.surrogate_hyperparameters if config.warm_start else None
-    with _timed(state, "fit"):
-        surrogate = fit_surrogate(
-            fit_latents, fit_scores, data.bounds, target.maximize, config.surrogate_config(),
-            stage_seed(config.seed, iteration, "fit"), device, warm_start=warm,
-        )
-    if config.warm_start and config.surrogate != "sparse":
-        state.surrogate_hyperparameters = surrogate.hyperparameters()
-    if state.surrogate_test is None and len(data.test_scores):
-        test_latents, test_scores = data.test_latents, data.test_scores
-        if config.surrogate == "local":  # judged where it is used: the held-out points nearest the centre
-            rows = local_points(test_latents, centre, data.spread, config.local_points)
-            test_latents, test_scores = test_latents[rows], test_scores[rows]
-        with _timed(state, "surrogate_test"):
-            state.surrogate_test = surrogate.test_metrics(test_latents.to(device), test_scores)
+        rows = local_points(test_latents, centre, data.spread, config.local_points)
+        test_latents, test_scores = test_latents[rows], test_scores[rows]
+    surrogate = _fit(
+        iteration, stage, fit_latents, fit_scores, test_latents, test_scores, target, config, data, state, device, report)
     report(f"{stage} acquire {q} points ({config.acquisition}"
            f"{', trust region' if region is not None else ''})")
     with _timed(state, "acquisition"):
@@ -515,6 +553,43 @@ def _acquire(
             stage_seed(config.seed, iteration, "acquisition"), centre=centre.to(device) if region is not None else None,
         )
     return points.cpu().to(torch.float64)
+
+
+def _offspring_batch(
+    iteration: int, stage: str, model: LatentModel, target: Target, config: BOConfig, data: TrainingData,
+    latents: Tensor, scores: Tensor, strings: list[str | None], seen: set[str], q: int, state: BOState,
+    device: torch.device, report: Report,
+) -> tuple[list[str], Tensor]:
+    """Up to q children of the best strings so far (``strings``: one per row of ``latents``,
+    None where invalid), chosen by Thompson sampling over their latent points, with those points."""
+    sign = 1.0 if target.maximize else -1.0
+    best = [row for row in target.ranked(scores.tolist()) if strings[row] is not None][: config.offspring_population]
+    report(f"{stage} breed {config.thompson_candidates:,} children of the {len(best):,} best strings")
+    with _timed(state, "offspring"):
+        children = offspring_of(
+            model.grammar_name, model.grammar, [(sign * float(scores[row]), strings[row]) for row in best],
+            config.thompson_candidates, stage_seed(config.seed, iteration, "offspring"))
+        fresh: dict[str, str] = {}  # key -> the first child with it
+        for child in children:
+            if target.is_valid(child) and (key := target.key(child)) not in seen and key not in fresh:
+                if model.can_encode(child):
+                    fresh[key] = child
+        children = list(fresh.values())
+    if not children:
+        return [], torch.empty(0, model.latent_dim, dtype=torch.float64)
+    report(f"{stage} encode {len(children):,} new children")
+    with _timed(state, "encode_children"):
+        points = model.encode_means(children).to(torch.float64)
+    rows = torch.cat([nearest_rows(latents, points, data.spread), torch.tensor(best[: config.local_points])]).unique()
+    test_rows = nearest_rows(data.test_latents, points, data.spread).unique()
+    surrogate = _fit(
+        iteration, stage, latents[rows], scores[rows], data.test_latents[test_rows], data.test_scores[test_rows],
+        target, config, data, state, device, report)
+    report(f"{stage} choose {q} of the children (thompson)")
+    with _timed(state, "acquisition"):
+        chosen = thompson_choice(
+            surrogate.model, points.to(device), q, stage_seed(config.seed, iteration, "acquisition")).cpu()
+    return [children[i] for i in chosen.tolist()], points[chosen]
 
 
 def random_points(data: TrainingData, kind: str, count: int, seed: int) -> Tensor:

@@ -21,7 +21,7 @@ from grammar_ae.utils.files import atomic_write_json
 
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
-STAGES = {"fit": 0, "acquisition": 1, "decoding": 2, "retraining": 3}
+STAGES = {"fit": 0, "acquisition": 1, "decoding": 2, "retraining": 3, "offspring": 4}
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:

@@ -35,6 +35,7 @@ from torch import Tensor
 from grammar_ae.errors import ConfigError, require_counts
 
 ROWS_PER_CHECK = 4096  # rows compared with the abandoned centres at once
+QUERIES_PER_SEARCH = 256  # nearest-row queries at once (a 256 x n distance matrix)
 
 
 @dataclass
@@ -124,3 +125,11 @@ def local_points(latents: Tensor, centre: Tensor, scale: Tensor, count: int) -> 
     (all rows when there are fewer), nearest first."""
     distances = ((latents - centre) / scale.clamp_min(1e-12)).square().sum(dim=-1)
     return torch.topk(distances, min(count, len(latents)), largest=False).indices
+
+
+def nearest_rows(latents: Tensor, queries: Tensor, scale: Tensor) -> Tensor:
+    """For each row of ``queries``, the index of the nearest row of ``latents`` in units of ``scale``."""
+    scaled = latents / scale.clamp_min(1e-12)
+    return torch.cat([
+        torch.cdist(chunk / scale.clamp_min(1e-12), scaled).argmin(dim=1) for chunk in queries.split(QUERIES_PER_SEARCH)
+    ])

@@ -35,6 +35,14 @@ CANDIDATES_PER_POINT = typer.Option(
     "those decoding to valid strings not known yet (1: every point as acquired).",
 )
 ACQUISITION = typer.Option("thompson", help="Acquisition: thompson (batch Thompson sampling), ei (batch log-EI) or ucb.")
+CANDIDATES = typer.Option(
+    "latent", help="bo: latent (acquire latent points, decode them) or offspring (children of the best strings by "
+    "the grammar's GA operators, encoded; Thompson sampling over their latent points picks the batch).",
+)
+THOMPSON_CANDIDATES = typer.Option(
+    2000, help="Thompson sampling: the candidate latent points it chooses among (offspring: children bred).",
+)
+OFFSPRING_POPULATION = typer.Option(10_000, help="Offspring candidates: parents come from this many best strings.")
 SURROGATE = typer.Option("local", help="GP: local (exact, on the --local-points points nearest the trust region's "
                          "centre), exact (all points, small sets) or sparse (variational, 500 inducing points).")
 LOCAL_POINTS = typer.Option(500, help="Points the local GP is fitted on.")
@@ -105,6 +113,9 @@ def optimize(
     samples_per_point: int = SAMPLES_PER_POINT,
     candidates_per_point: int = CANDIDATES_PER_POINT,
     acquisition: str = ACQUISITION,
+    thompson_candidates: int = THOMPSON_CANDIDATES,
+    candidates: str = CANDIDATES,
+    offspring_population: int = OFFSPRING_POPULATION,
     surrogate: str = SURROGATE,
     local_points: int = LOCAL_POINTS,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
@@ -127,7 +138,9 @@ def optimize(
     device_name = _resolve(target, target_module, device)
     config = BOConfig(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
-        candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
+        candidates_per_point=candidates_per_point, acquisition=acquisition, thompson_candidates=thompson_candidates,
+        candidates=candidates,
+        offspring_population=offspring_population, surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, seed=seed, data=data,
         trust_region=trust_region, trust_region_widths=_widths(min_new_fraction, restart_after),
         retraining=_retraining(retrain_every, retrain_samples, retrain_rank_weight), device=device_name,
@@ -155,7 +168,8 @@ def benchmark_bo(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (a folder per method and seed, "
                              "bo_benchmark.{csv,md,json}, best_so_far.png)."),
     methods: list[str] = typer.Option(
-        ["bo"], "--method", "-m", help="bo, random or ga; repeat the option or separate by commas for several.",
+        ["bo"], "--method", "-m", help="bo, bo-offspring (bo with --candidates offspring), random or ga; repeat the option or "
+        "separate by commas for several.",
     ),
     seeds: int = typer.Option(5, help="Number of seeds: runs with seeds 0 .. N-1."),
     budget: int = typer.Option(250, help="Objective calls on new strings per run, the same for every method."),
@@ -166,6 +180,7 @@ def benchmark_bo(
     samples_per_point: int = SAMPLES_PER_POINT,
     candidates_per_point: int = CANDIDATES_PER_POINT,
     acquisition: str = ACQUISITION,
+    thompson_candidates: int = THOMPSON_CANDIDATES,
     surrogate: str = SURROGATE,
     local_points: int = LOCAL_POINTS,
     max_training_points: Optional[int] = MAX_TRAINING_POINTS,
@@ -192,7 +207,8 @@ def benchmark_bo(
     device_name = _resolve(target, target_module, device)
     config = BOConfig(
         target, iterations=iterations, batch_size=batch_size, budget=budget, samples_per_point=samples_per_point,
-        candidates_per_point=candidates_per_point, acquisition=acquisition, surrogate=surrogate,
+        candidates_per_point=candidates_per_point, acquisition=acquisition, thompson_candidates=thompson_candidates,
+        surrogate=surrogate,
         local_points=local_points, max_training_points=max_training_points, data=data, trust_region=trust_region,
         trust_region_widths=_widths(min_new_fraction, restart_after), random_points=random_points,
         retraining=_retraining(retrain_every, retrain_samples, retrain_rank_weight), device=device_name,

@@ -90,17 +90,18 @@ class Parser:
             for symbol, alts in enumerate(base)
         ]
         self._start = self._symbols[g.start]
-        terminals_per_rule = max(sum(rule.is_terminal) for rule in g.rules)
-        self._max_tokens = g.max_length * terminals_per_rule  # every production yields at most this many
+        self._terminals_per_rule = max(sum(rule.is_terminal) for rule in g.rules)  # tokens a production yields at most
 
     # -- parsing -----------------------------------------------------------------------------
-    def parse(self, text: str) -> np.ndarray:
-        """The leftmost derivation of ``text`` as rule indices (no padding)."""
+    def parse(self, text: str, max_length: int | None = None) -> np.ndarray:
+        """The leftmost derivation of ``text`` as rule indices (no padding), at most
+        ``max_length`` rules (default: the grammar's)."""
+        max_length = max_length or self.grammar.max_length
         tokens = self.tokenizer.tokenize(text)
-        if len(tokens) > self._max_tokens:
+        if len(tokens) > max_length * self._terminals_per_rule:
             raise ParseError(
-                f"{text[:40]!r}...: {len(tokens)} tokens, more than the {self.grammar.name} grammar's "
-                f"max length {self.grammar.max_length} can derive"
+                f"{text[:40]!r}...: {len(tokens)} tokens, more than "
+                f"{self._length_name(max_length)} {max_length} can derive"
             )
         ids = [self._terminal_id[t] for t in tokens]
         memo: dict[int, tuple[int, Node] | None] = {}
@@ -113,12 +114,13 @@ class Parser:
             sequence = _flatten(result[1])
         else:
             sequence = self._chart_parse(text, tokens, furthest[0])
-        if len(sequence) > self.grammar.max_length:
-            raise ParseError(
-                f"{text!r}: needs {len(sequence)} productions, more than the "
-                f"{self.grammar.name} grammar's max length {self.grammar.max_length}"
-            )
+        if len(sequence) > max_length:
+            raise ParseError(f"{text!r}: needs {len(sequence)} productions, more than {self._length_name(max_length)} "
+                             f"{max_length}")
         return np.asarray(sequence, dtype=np.int16)
+
+    def _length_name(self, max_length: int) -> str:
+        return f"the {self.grammar.name} grammar's max length" if max_length == self.grammar.max_length else "the limit"
 
     def _symbol(self, symbol, position, ids, memo, furthest):
         key = position * len(self._base) + symbol

@@ -7,7 +7,9 @@ the batch, in nats per sequence like the published model's. Decoding is masked a
 autoregressive (``decoding.autoregressive``): every output is grammatical, and for SMILES
 rings close, atoms keep their valence and rings of at most 7 atoms are preferred
 (``decoding.smiles_checks``; set ``model.chemistry_checks.max_ring_size = None`` to decode
-without the preference, ``model.chemistry_checks = None`` without any check).
+without the preference, ``model.chemistry_checks = None`` without any check). A recurrent
+encoder reads strings longer than the decoder writes (``read_length``): BO's surrogate can
+place a molecule the model could not reproduce in its latent space.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from grammar_ae.models.sequence.autoregressive_networks import DECODERS, ENCODER
 from grammar_ae.models.sequence.model import GRAMMAR, SequenceModelSpec, StringAutoEncoder
 from grammar_ae.models.sequence.tokens import CharacterTokens, GrammarTokens, TokenCodec
 from grammar_ae.objectives import EncoderOutput, Objective, ReconstructionTerms, build_objective
+
+READ_LENGTH_FACTOR = 4  # a recurrent encoder reads strings up to 4x the longest its decoder writes
 
 
 class TeacherForced(nn.Module):
@@ -84,9 +88,19 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
     def training_batch(self, strings: list[str]) -> Tensor:
         return self.codec.padded(strings)
 
+    @property
+    def read_length(self) -> int:
+        """The longest string the encoder reads (productions or characters): a recurrent encoder
+        reads ``READ_LENGTH_FACTOR`` times the longest string the decoder writes, a transformer's
+        positions end there."""
+        return self.codec.max_length * (READ_LENGTH_FACTOR if self.spec.network.encoder == "gru" else 1)
+
+    def encoding_batch(self, strings: list[str]) -> Tensor:
+        return self.codec.padded(strings, self.read_length)
+
     @torch.no_grad()
     def encode_batch(self, strings: list[str]) -> EncoderOutput:
-        return self.encode(self.training_batch(strings).to(self.device))
+        return self.encode(self.encoding_batch(strings).to(self.device))
 
     @torch.no_grad()
     def decode_latents(

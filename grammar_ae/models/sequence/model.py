@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -122,13 +123,18 @@ class StringAutoEncoder(AutoEncoder):
     def training_batch(self, strings: list[str]) -> Tensor:
         """``strings`` as one batch of integer codes, as ``loss`` takes it."""
 
-    def can_read(self, string: str) -> bool:
-        """Whether the model can encode or train on ``string`` (its form, grammar, alphabet, length)."""
-        try:
-            self.training_batch([string])
-        except GrammarAEError:
-            return False
-        return True
+    def encoding_batch(self, strings: list[str]) -> Tensor:
+        """``strings`` as the encoder reads them: as ``training_batch`` writes them, unless the
+        encoder reads longer strings than the decoder writes."""
+        return self.training_batch(strings)
+
+    def can_train_on(self, string: str) -> bool:
+        """Whether the model can train on ``string`` (its form, grammar, alphabet, length)."""
+        return _accepts(self.training_batch, string)
+
+    def can_encode(self, string: str) -> bool:
+        """Whether the encoder can read ``string`` (possibly longer than the decoder writes)."""
+        return _accepts(self.encoding_batch, string)
 
     @abstractmethod
     def decode_latents(
@@ -181,7 +187,7 @@ class SequenceAutoEncoder(StringAutoEncoder):
 
     @torch.no_grad()
     def encode_batch(self, strings: list[str]) -> EncoderOutput:
-        return self.encode(self.inputs(self.training_batch(strings).to(self.device)))
+        return self.encode(self.inputs(self.encoding_batch(strings).to(self.device)))
 
     @torch.no_grad()
     def decode_latents(
@@ -211,3 +217,11 @@ class SequenceAutoEncoder(StringAutoEncoder):
             strings = self.codec.decode(repeated, sample=True, generator=generator)
             out.extend(strings[i : i + samples_per_point] for i in range(0, len(strings), samples_per_point))
         return out
+
+
+def _accepts(batch: Callable[[list[str]], Tensor], string: str) -> bool:
+    try:
+        batch([string])
+    except GrammarAEError:
+        return False
+    return True

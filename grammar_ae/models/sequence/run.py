@@ -63,7 +63,10 @@ class TrainedSequenceModel(TrainedRun):
 
     # -- weighted retraining (the BO's RetrainableModel) ------------------------------------
     def can_encode(self, string: str) -> bool:
-        return self.model.can_read(string)
+        return self.model.can_encode(string)
+
+    def can_train_on(self, string: str) -> bool:
+        return self.model.can_train_on(string)
 
     def fine_tuned(
         self, strings: Sequence[str], learning_rate: float, batch_size: int, seed: int,

@@ -38,11 +38,14 @@ Ragged = tuple[np.ndarray, np.ndarray]  # flat tokens, offsets (N + 1)
 class TokenCodec(StringCodec, ABC):
     """Tokens ``0 .. num_tokens - 1``; ``padding_token`` fills sequences after their end."""
 
-    def __init__(self, grammar: Grammar, tables: DecodingTables, token_lhs: np.ndarray, max_tokens: int, form: str):
+    def __init__(
+        self, grammar: Grammar, tables: DecodingTables, token_lhs: np.ndarray, max_tokens: int, max_length: int, form: str,
+    ):
         super().__init__(grammar, form)
         self.tables = tables
         self.token_lhs = token_lhs
         self.max_tokens = max_tokens
+        self.max_length = max_length  # the longest string written, in the codec's units (productions, characters)
 
     @property
     def num_tokens(self) -> int:
@@ -63,8 +66,9 @@ class TokenCodec(StringCodec, ABC):
         """Every item of a prepared data set as tokens."""
 
     @abstractmethod
-    def encode(self, strings: Sequence[str]) -> Ragged:
-        """Tokens of ``strings``; a string the codec cannot represent raises ParseError."""
+    def encode(self, strings: Sequence[str], max_length: int | None = None) -> Ragged:
+        """Tokens of ``strings`` of at most ``max_length`` (default: the codec's); a string the
+        codec cannot represent raises ParseError."""
 
     @abstractmethod
     def strings(self, tokens: Tensor, valid: Tensor) -> list[str | None]:
@@ -74,9 +78,9 @@ class TokenCodec(StringCodec, ABC):
         """The SMILES checks (rings, valence) for decoding, where the tokens are SMILES."""
         return None
 
-    def padded(self, strings: Sequence[str]) -> Tensor:
-        """(B, T) int64 tokens of ``strings``, padded with the padding token."""
-        flat, offsets = self.encode(strings)
+    def padded(self, strings: Sequence[str], max_length: int | None = None) -> Tensor:
+        """(B, T) int64 tokens of ``strings`` (see ``encode``), padded with the padding token."""
+        flat, offsets = self.encode(strings, max_length)
         return pad_ragged(flat, offsets, np.arange(len(offsets) - 1), self.padding_token)
 
 class GrammarTokens(TokenCodec):
@@ -92,7 +96,7 @@ class GrammarTokens(TokenCodec):
             start_symbol=grammar.symbol_index[grammar.start],
             padding_rule=self.folded.padding_token,
         )
-        super().__init__(grammar, tables, self.folded.token_lhs, grammar.max_length, form)
+        super().__init__(grammar, tables, self.folded.token_lhs, grammar.max_length, grammar.max_length, form)
         self._replay = StringReplay(grammar, DecodingTables.from_grammar(grammar))
 
     def ragged(self, data: PreparedData) -> Ragged:
@@ -101,8 +105,8 @@ class GrammarTokens(TokenCodec):
     def chemistry_checks(self) -> SmilesChecks | None:
         return SmilesChecks(self.folded) if SmilesChecks.applies(self.folded) else None
 
-    def encode(self, strings: Sequence[str]) -> Ragged:
-        sequences = [self.parser.parse(self.input_form(text)) for text in strings]
+    def encode(self, strings: Sequence[str], max_length: int | None = None) -> Ragged:
+        sequences = [self.parser.parse(self.input_form(text), max_length) for text in strings]
         offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in sequences], out=offsets[1:])
         flat = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
@@ -127,19 +131,20 @@ class CharacterTokens(TokenCodec):
         tables = DecodingTables.from_productions(
             lhs=lhs, rhs_nonterminals=pushes, live=np.ones(len(lhs), bool), start_symbol=0, padding_rule=characters
         )
-        super().__init__(grammar, tables, lhs, length + 1, form)
+        super().__init__(grammar, tables, lhs, length + 1, length, form)
         self.length = length
         self._index = {c: i for i, c in enumerate(self.alphabet)}
 
     def ragged(self, data: PreparedData) -> Ragged:
         return _with_end(data.characters.astype(np.int64), data.character_offsets)
 
-    def encode(self, strings: Sequence[str]) -> Ragged:
+    def encode(self, strings: Sequence[str], max_length: int | None = None) -> Ragged:
+        max_length = max_length or self.length
         codes = []
         for text in strings:
             normalized = self.input_form(text)
-            if len(normalized) > self.length:
-                raise ParseError(f"{text!r}: {len(normalized)} characters, more than the model's {self.length}")
+            if len(normalized) > max_length:
+                raise ParseError(f"{text!r}: {len(normalized)} characters, more than the model's {max_length}")
             try:
                 codes.append([self._index[c] for c in normalized])
             except KeyError as error:
