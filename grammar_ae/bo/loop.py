@@ -507,15 +507,16 @@ def _run_iteration(
 
 
 def _fit(
-    iteration: int, stage: str, latents: Tensor, scores: Tensor, test_latents: Tensor, test_scores: Tensor,
-    target: Target, config: BOConfig, data: TrainingData, state: BOState, device: torch.device, report: Report,
+    iteration: int, stage: str, latents: Tensor, scores: Tensor, bounds: Tensor, test_latents: Tensor,
+    test_scores: Tensor, target: Target, config: BOConfig, state: BOState, device: torch.device, report: Report,
 ) -> Surrogate:
-    """The surrogate fitted on (``latents``, ``scores``); judged on the test points the first time."""
+    """The surrogate fitted on (``latents``, ``scores``) with inputs scaled from ``bounds``;
+    judged on the test points the first time."""
     report(f"{stage} fit the {config.surrogate} GP on {len(latents):,} points")
     warm = state.surrogate_hyperparameters if config.warm_start else None
     with _timed(state, "fit"):
         surrogate = fit_surrogate(
-            latents, scores, data.bounds, target.maximize, config.surrogate_config(),
+            latents, scores, bounds, target.maximize, config.surrogate_config(),
             stage_seed(config.seed, iteration, "fit"), device, warm_start=warm,
         )
     if config.warm_start and config.surrogate != "sparse":
@@ -543,8 +544,8 @@ def _acquire(
         fit_latents, fit_scores = latents[rows], scores[rows]
         rows = local_points(test_latents, centre, data.spread, config.local_points)
         test_latents, test_scores = test_latents[rows], test_scores[rows]
-    surrogate = _fit(
-        iteration, stage, fit_latents, fit_scores, test_latents, test_scores, target, config, data, state, device, report)
+    surrogate = _fit(iteration, stage, fit_latents, fit_scores, data.bounds, test_latents, test_scores, target, config,
+                     state, device, report)
     report(f"{stage} acquire {q} points ({config.acquisition}"
            f"{', trust region' if region is not None else ''})")
     with _timed(state, "acquisition"):
@@ -582,9 +583,9 @@ def _offspring_batch(
         points = model.encode_means(children).to(torch.float64)
     rows = torch.cat([nearest_rows(latents, points, data.spread), torch.tensor(best[: config.local_points])]).unique()
     test_rows = nearest_rows(data.test_latents, points, data.spread).unique()
-    surrogate = _fit(
-        iteration, stage, latents[rows], scores[rows], data.test_latents[test_rows], data.test_scores[test_rows],
-        target, config, data, state, device, report)
+    spanned = torch.cat([data.bounds, latents[rows], points])  # children and proposals may lie outside the data's box
+    surrogate = _fit(iteration, stage, latents[rows], scores[rows], data_bounds(spanned, 0.0),
+                     data.test_latents[test_rows], data.test_scores[test_rows], target, config, state, device, report)
     report(f"{stage} choose {q} of the children (thompson)")
     with _timed(state, "acquisition"):
         chosen = thompson_choice(
