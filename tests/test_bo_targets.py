@@ -138,4 +138,9 @@ def test_one_molecule_written_otherwise_is_one_candidate(tmp_path, monkeypatch):
     (cache_file,) = (tmp_path / "bo_keys").iterdir()
     cache_file.write_text("\n".join(str(i) for i in range(len(keys))))
     assert scoring.key_many(logp, strings * 400)[7] == "7"
+    import rdkit  # another RDKit may write other canonical SMILES and compute other scores: its own caches
+
+    assert f"-rdkit{rdkit.__version__}-" in cache_file.name
+    assert f"-rdkit{rdkit.__version__}-" in scoring.score_cache_path(logp, strings).name
+    assert "rdkit" not in scoring.score_cache_path(expression, strings).name
     assert scoring.key_many(expression, ["x + 1"]) == ["x+1"]

@@ -101,7 +101,9 @@ class BOConfig:
     set. ``trust_region`` searches each batch near the best point observed so far (see
     ``grammar_ae.bo.trust_region``). ``iterations`` None: 5, or with a budget 4x the
     batches the budget needs. ``retraining`` fine-tunes the model during the search (see
-    ``grammar_ae.bo.retraining``; method "bo" only)."""
+    ``grammar_ae.bo.retraining``; method "bo" only). ``candidates`` "offspring" proposes
+    children of the ``offspring_population`` best strings instead of decoded latent points
+    (see the module docstring; ``thompson_candidates`` children per batch)."""
 
     target: str
     iterations: int | None = None

@@ -1,9 +1,11 @@
 """Scoring whole data sets with a target: chunked over worker processes, cached on disk.
 
 The cache lives in ``$GRAMMAR_AE_CACHE`` (default ``~/.cache/grammar-ae``) under
-``bo_scores/<target>-v<version>-<sha256 of the strings>.npy``; scoring ZINC-250k with
-``logp`` takes minutes, the cached array loads in milliseconds. Canonical forms (what tells
-duplicates apart) are cached the same way under ``bo_keys/``.
+``bo_scores/<target>-v<version>[-rdkit<version>]-<sha256 of the strings>.npy`` (molecule
+targets name the RDKit that scored them: another RDKit may compute other values or
+canonical forms); scoring ZINC-250k with ``logp`` takes minutes, the cached array loads in
+milliseconds. Canonical forms (what tells duplicates apart) are cached the same way under
+``bo_keys/``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,18 @@ def strings_sha256(strings: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def _toolkit(target: Target) -> str:
+    """The chemistry toolkit's version in a cache name, for molecule targets."""
+    if target.grammar != "smiles":
+        return ""
+    import rdkit
+
+    return f"-rdkit{rdkit.__version__}"
+
+
 def score_cache_path(target: Target, strings: Sequence[str]) -> Path:
-    return cache_root() / "bo_scores" / f"{target.name}-v{target.version}-{strings_sha256(strings)}.npy"
+    name = f"{target.name}-v{target.version}{_toolkit(target)}-{strings_sha256(strings)}.npy"
+    return cache_root() / "bo_scores" / name
 
 
 def default_workers() -> int:
@@ -94,7 +106,7 @@ def key_many(target: Target, strings: Sequence[str], *, workers: int | None = No
     if target.canonical is None:
         return [target.key(string) for string in strings]
     name = f"{target.canonical.__module__}.{target.canonical.__qualname__}"
-    path = cache_root() / "bo_keys" / f"{name}-{strings_sha256(strings)}.txt"
+    path = cache_root() / "bo_keys" / f"{name}{_toolkit(target)}-{strings_sha256(strings)}.txt"
     if path.is_file():
         cached = path.read_text(encoding="utf-8").split("\n")
         if len(cached) == len(strings):
