@@ -245,7 +245,7 @@ def retrained_data(
     held-out strings are encoded only while the surrogate's test is still to be made."""
     proposals = state.proposals[: state.retrainings[-1]["proposals"]]
     rows = target.ranked(base.scores.tolist())[: config.retraining.surrogate_points]
-    new = _readable_new(model, proposals)
+    new = [p for p in proposals if p.valid and not p.duplicate and model.can_encode(p.string)]
     strings = [base.strings[i] for i in rows] + [p.string for p in new]
     scores = torch.cat([base.scores[rows], torch.tensor([p.score for p in new], dtype=torch.float64)])
     test_strings = base.test_strings[:RETRAINED_TEST_POINTS] if state.surrogate_test is None else []
@@ -394,7 +394,7 @@ def _retrain(
 ) -> RetrainableModel:
     """Fine-tune ``model`` on the starting data and the proposals so far, save its weights and
     start the trust region and the surrogate's warm start again."""
-    new = _readable_new(model, state.proposals)
+    new = [p for p in state.proposals if p.valid and not p.duplicate and model.can_train_on(p.string)]
     strings, scores = base.strings + [p.string for p in new], base.scores.tolist() + [p.score for p in new]
     report(f"iteration {iteration}/{config.iterations}: retrain the model on {config.retraining.samples:,} strings "
            f"drawn by rank from {len(strings):,}")
@@ -408,11 +408,6 @@ def _retrain(
          "loss": loss, "sha256": model.checkpoint_sha256})
     state.trust_region = state.surrogate_hyperparameters = None
     return model
-
-
-def _readable_new(model: RetrainableModel, proposals: list[Proposal]) -> list[Proposal]:
-    """The valid new proposals that ``model`` can encode and train on."""
-    return [p for p in proposals if p.valid and not p.duplicate and model.can_train_on(p.string)]
 
 
 def _retrained_model(model: RetrainableModel, out_dir: Path, state: BOState) -> RetrainableModel:
