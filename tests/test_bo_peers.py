@@ -237,15 +237,17 @@ def test_bad_benchmark_input_is_one_line(run_main, tmp_path, arguments, message)
     assert code == 1 and err == f"error: {message}\n" and not (tmp_path / "out").exists()
 
 
-def test_a_grammar_without_a_ga_is_one_line(run_main, tmp_path, monkeypatch, expressions):
+@pytest.mark.parametrize("command", [["benchmark", "bo", "--method", "ga"], ["benchmark", "bo", "--method", "bo-offspring"],
+                                     ["optimize", "--candidates", "offspring"]])
+def test_a_grammar_without_a_ga_is_one_line(run_main, tmp_path, monkeypatch, expressions, command):
     from grammar_ae.cli import commands_optimize
 
     register_target("test_custom", _custom, grammar="custom-grammar", direction="maximize", replace=True)
     model = ProjectionModel(expressions)
     model.grammar_name = "custom-grammar"
     monkeypatch.setattr(commands_optimize, "load_sequence_run", lambda path, device: model)
-    code, _, err = run_main("benchmark", "bo", "--target", "test_custom", "--checkpoint", str(tmp_path),
-                            "--out", str(tmp_path / "out"), "--method", "ga")
+    code, _, err = run_main(*command, "--target", "test_custom", "--checkpoint", str(tmp_path),
+                            "--out", str(tmp_path / "out"))
     assert code == 1 and err == (
         "error: no genetic algorithm for the 'custom-grammar' grammar (there is one for smiles, expressions)\n")
     assert not (tmp_path / "out").exists()
