@@ -208,6 +208,25 @@ def test_bo_offspring_chooses_among_encoded_children_of_the_best_strings(tmp_pat
     assert (tmp_path / "run" / "proposals.csv").read_text() == (tmp_path / "whole" / "proposals.csv").read_text()
 
 
+def test_bo_offspring_without_held_out_points(expressions, tmp_path):
+    config = replace(DEFAULTS, candidates="offspring", budget=8, batch_size=4, iterations=None, train_fraction=1.0,
+                     thompson_candidates=40, local_points=20)
+    summary = run_bo(ProjectionModel(expressions), config, tmp_path, progress=False)
+    assert summary["objective_calls"] == 8 and summary["surrogate_test"] is None
+    assert_scores_are_the_targets(tmp_path, "expression")
+
+
+def test_a_bad_setting_of_one_benchmark_method_is_refused_before_any_run(run_main, tmp_path, monkeypatch, expressions):
+    from grammar_ae.cli import commands_optimize
+
+    monkeypatch.setattr(commands_optimize, "load_sequence_run", lambda path, device: ProjectionModel(expressions))
+    code, _, err = run_main("benchmark", "bo", "--target", "expression", "--checkpoint", str(tmp_path), "--out",
+                            str(tmp_path / "out"), "--method", "bo,bo-offspring", "--acquisition", "ei")
+    assert code == 1 and err == ("error: offspring candidates are for method 'bo' with the thompson acquisition, "
+                                 "not method 'bo' with 'ei'\n")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"candidates": "nope"}, "candidates 'nope': expected one of latent, offspring"),
     ({"candidates": "offspring", "acquisition": "ei"},
@@ -215,6 +234,8 @@ def test_bo_offspring_chooses_among_encoded_children_of_the_best_strings(tmp_pat
     ({"candidates": "offspring", "method": "random"},
      "offspring candidates are for method 'bo' with the thompson acquisition, not method 'random' with 'thompson'"),
     ({"offspring_population": 0}, "offspring_population must be at least 1, got 0"),
+    ({"candidates": "offspring", "local_points": 1},
+     "offspring candidates fit the GP on at least 2 best points: local_points 1 is too few"),
 ])
 def test_bad_offspring_settings_are_one_line(settings, message):
     with pytest.raises(ConfigError) as error:

@@ -148,3 +148,14 @@ def test_the_recurrent_encoder_reads_strings_longer_than_the_decoder_writes():
     short = ["CC1=CC=C(Br)C=C1", "CCO"]
     together = zinc.encode_means(short + [chain])  # a long string in the batch leaves the others' latents alone
     assert torch.equal(together[:2], zinc.encode_means(short)) and torch.isfinite(together[2]).all()
+
+
+def test_offspring_candidates_with_retraining(runs, tmp_path):
+    """Later retrainings leave no held-out points to judge the surrogate on; the offspring's GP fits without them."""
+    model = load_latent_model(runs / "gru", "cpu")
+    config = replace(CONFIG, candidates="offspring", offspring_population=100)
+    summary = run_bo(model, config, tmp_path, progress=False)
+    assert len(load_state(tmp_path).retrainings) >= 2 and summary["completed_iterations"] == 3
+    target = get_target("expression")
+    for row in read_rows(tmp_path):
+        assert row["valid"] == "true" and float(row["score"]) == target.score_one(row["string"])

@@ -72,12 +72,15 @@ def candidate_set(box: Tensor, count: int, seed: int, centre: Tensor | None = No
 
 
 def thompson_choice(model: Model, candidates: Tensor, q: int, seed: int) -> Tensor:
-    """Indices of min(q, n) distinct rows of ``candidates`` (n, d), each the maximum of one
-    joint posterior draw over them. Seeded."""
+    """Indices of at most q distinct rows of ``candidates`` (n, d), each the maximum of one
+    joint posterior draw over them (rows equal to an earlier chosen one are left out). Seeded."""
     with torch.random.fork_rng(devices=[]), torch.no_grad(), gpytorch.settings.max_cholesky_size(EXACT_MAX_POINTS):
         torch.manual_seed(seed)
         chosen = MaxPosteriorSampling(model, replacement=False)(candidates, num_samples=min(q, len(candidates)))
-    return (candidates.unsqueeze(0) == chosen.unsqueeze(1)).all(dim=-1).int().argmax(dim=1)
+    matches = (candidates.unsqueeze(0) == chosen.unsqueeze(1)).all(dim=-1)
+    if not matches.any(dim=1).all():
+        raise RuntimeError("Thompson sampling returned a point that is not one of its candidates")
+    return torch.tensor(list(dict.fromkeys(matches.int().argmax(dim=1).tolist())), dtype=torch.long)
 
 
 def thompson_batch(model: Model, box: Tensor, q: int, config: AcquisitionConfig, seed: int,

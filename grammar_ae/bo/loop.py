@@ -103,7 +103,7 @@ class BOConfig:
     batches the budget needs. ``retraining`` fine-tunes the model during the search (see
     ``grammar_ae.bo.retraining``; method "bo" only). ``candidates`` "offspring" proposes
     children of the ``offspring_population`` best strings instead of decoded latent points
-    (see the module docstring; ``thompson_candidates`` children per batch)."""
+    (see the module docstring; ``thompson_candidates`` children per batch; no trust region)."""
 
     target: str
     iterations: int | None = None
@@ -158,6 +158,9 @@ class BOConfig:
         if self.candidates == "offspring" and (self.method != "bo" or self.acquisition != "thompson"):
             raise ConfigError(f"offspring candidates are for method 'bo' with the thompson acquisition, not "
                               f"method {self.method!r} with {self.acquisition!r}")
+        if self.candidates == "offspring" and self.local_points < 2:
+            raise ConfigError(f"offspring candidates fit the GP on at least 2 best points: local_points "
+                              f"{self.local_points} is too few")
         if self.max_training_points is not None and self.max_training_points < 2:
             raise ConfigError(f"max_training_points must be at least 2, got {self.max_training_points}")
         self.surrogate_config()
@@ -579,7 +582,7 @@ def _offspring_batch(
     with _timed(state, "encode_children"):
         points = model.encode_means(children).to(torch.float64)
     rows = torch.cat([nearest_rows(latents, points, data.spread), torch.tensor(best[: config.local_points])]).unique()
-    test_rows = nearest_rows(data.test_latents, points, data.spread).unique()
+    test_rows = nearest_rows(data.test_latents, points, data.spread).unique()  # judged where it is used
     spanned = torch.cat([data.bounds, latents[rows], points])  # children and proposals may lie outside the data's box
     surrogate = _fit(iteration, stage, latents[rows], scores[rows], data_bounds(spanned, 0.0),
                      data.test_latents[test_rows], data.test_scores[test_rows], target, config, state, device, report)

@@ -128,7 +128,10 @@ def local_points(latents: Tensor, centre: Tensor, scale: Tensor, count: int) -> 
 
 
 def nearest_rows(latents: Tensor, queries: Tensor, scale: Tensor) -> Tensor:
-    """For each row of ``queries``, the index of the nearest row of ``latents`` in units of ``scale``."""
+    """For each row of ``queries``, the index of the nearest row of ``latents`` in units of
+    ``scale`` (none when ``latents`` has no rows)."""
+    if not len(latents):
+        return torch.zeros(0, dtype=torch.long)
     scaled = latents / scale.clamp_min(1e-12)
     return torch.cat([
         torch.cdist(chunk / scale.clamp_min(1e-12), scaled).argmin(dim=1) for chunk in queries.split(QUERIES_PER_SEARCH)

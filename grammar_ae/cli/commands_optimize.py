@@ -49,7 +49,8 @@ LOCAL_POINTS = typer.Option(500, help="Points the local GP is fitted on.")
 MAX_TRAINING_POINTS = typer.Option(None, help="Subsample the GP's training set.")
 TRUST_REGION = typer.Option(
     True, "--trust-region/--no-trust-region",
-    help="Search each batch near the best point so far (adaptive box; see docs), or over the whole box of the data.",
+    help="Search each batch near the best point so far (adaptive box; see docs), or over the whole box of the data "
+    "(latent candidates only).",
 )
 MIN_NEW_FRACTION = typer.Option(
     TrustRegionConfig.min_new_fraction,
