@@ -256,8 +256,9 @@ def run_bo_benchmark(
     check_methods(methods)
     if {"ga", "bo-offspring"} & set(methods):
         check_ga_grammar(model.grammar_name)
-    for method in set(methods) - {"ga"}:  # every run's settings checked before any run writes
-        _method_config(config, target, seeds[0], method)
+    for method in methods:  # every run's settings checked, in order, before any run writes
+        if method != "ga":
+            _method_config(config, target, seeds[0], method)
     out_dir = Path(out_dir)
     runs: dict[str, list[dict]] = {}
     with hold_output_lock(out_dir):

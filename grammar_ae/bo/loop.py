@@ -461,9 +461,9 @@ def _run_iteration(
     seen = data.known | {target.key(p.string) for p in state.proposals if p.valid}
     if config.candidates == "offspring":
         strings = data.strings + [p.string if p.valid else None for p in since]
-        children, points = _offspring_batch(
+        children, keys, points = _offspring_batch(
             iteration, stage, model, target, config, data, latents, scores, strings, seen, q, state, device, report)
-        choices, keys = [(child, True) for child in children], [target.key(child) for child in children]
+        choices = [(child, True) for child in children]
     else:
         if config.method == "random":
             report(f"{stage} draw {candidates} random latent points ({config.random_points})")
@@ -507,11 +507,13 @@ def _run_iteration(
 
 
 def _fit(
-    iteration: int, stage: str, latents: Tensor, scores: Tensor, bounds: Tensor, test_latents: Tensor,
-    test_scores: Tensor, target: Target, config: BOConfig, state: BOState, device: torch.device, report: Report,
+    iteration: int, stage: str, latents: Tensor, scores: Tensor, bounds: Tensor, data: TrainingData,
+    test_rows: Callable[[Tensor], Tensor], target: Target, config: BOConfig, state: BOState, device: torch.device,
+    report: Report,
 ) -> Surrogate:
     """The surrogate fitted on (``latents``, ``scores``) with inputs scaled from ``bounds``;
-    judged on the test points the first time."""
+    the first time, judged on the held-out points ``test_rows(data.test_latents)`` picks
+    (where it is used)."""
     report(f"{stage} fit the {config.surrogate} GP on {len(latents):,} points")
     warm = state.surrogate_hyperparameters if config.warm_start else None
     with _timed(state, "fit"):
@@ -521,9 +523,10 @@ def _fit(
         )
     if config.warm_start and config.surrogate != "sparse":
         state.surrogate_hyperparameters = surrogate.hyperparameters()
-    if state.surrogate_test is None and len(test_scores):
+    if state.surrogate_test is None and len(data.test_scores):
+        rows = test_rows(data.test_latents)
         with _timed(state, "surrogate_test"):
-            state.surrogate_test = surrogate.test_metrics(test_latents.to(device), test_scores)
+            state.surrogate_test = surrogate.test_metrics(data.test_latents[rows].to(device), data.test_scores[rows])
     return surrogate
 
 
@@ -537,15 +540,15 @@ def _acquire(
     box = data.bounds
     if region is not None:
         box = trust_region_bounds(centre, data.spread, region.half_width, data.bounds)
+    def nearest_centre(points: Tensor) -> Tensor:
+        return local_points(points, centre, data.spread, config.local_points)
+
     fit_latents, fit_scores = latents, scores
-    test_latents, test_scores = data.test_latents, data.test_scores
     if config.surrogate == "local":  # fitted and judged where it is used: the points nearest the centre
-        rows = local_points(latents, centre, data.spread, config.local_points)
+        rows = nearest_centre(latents)
         fit_latents, fit_scores = latents[rows], scores[rows]
-        rows = local_points(test_latents, centre, data.spread, config.local_points)
-        test_latents, test_scores = test_latents[rows], test_scores[rows]
-    surrogate = _fit(iteration, stage, fit_latents, fit_scores, data.bounds, test_latents, test_scores, target, config,
-                     state, device, report)
+    surrogate = _fit(iteration, stage, fit_latents, fit_scores, data.bounds, data,
+                     nearest_centre if config.surrogate == "local" else _every_row, target, config, state, device, report)
     report(f"{stage} acquire {q} points ({config.acquisition}"
            f"{', trust region' if region is not None else ''})")
     with _timed(state, "acquisition"):
@@ -560,9 +563,10 @@ def _offspring_batch(
     iteration: int, stage: str, model: LatentModel, target: Target, config: BOConfig, data: TrainingData,
     latents: Tensor, scores: Tensor, strings: list[str | None], seen: set[str], q: int, state: BOState,
     device: torch.device, report: Report,
-) -> tuple[list[str], Tensor]:
+) -> tuple[list[str], list[str], Tensor]:
     """Up to q children of the best strings so far (``strings``: one per row of ``latents``,
-    None where invalid), chosen by Thompson sampling over their latent points, with those points."""
+    None where invalid), chosen by Thompson sampling over their latent points, with their keys
+    and those points."""
     sign = 1.0 if target.maximize else -1.0
     best = [row for row in target.ranked(scores.tolist()) if strings[row] is not None][: config.offspring_population]
     report(f"{stage} breed {config.thompson_candidates:,} children of the {len(best):,} best strings")
@@ -575,22 +579,28 @@ def _offspring_batch(
             if target.is_valid(child) and (key := target.key(child)) not in seen and key not in fresh:
                 if model.can_encode(child):
                     fresh[key] = child
-        children = list(fresh.values())
+        keys, children = list(fresh), list(fresh.values())
     if not children:
-        return [], torch.empty(0, model.latent_dim, dtype=torch.float64)
+        return [], [], torch.empty(0, model.latent_dim, dtype=torch.float64)
     report(f"{stage} encode {len(children):,} new children")
     with _timed(state, "encode_children"):
         points = model.encode_means(children).to(torch.float64)
-    rows = torch.cat([nearest_rows(latents, points, data.spread), torch.tensor(best[: config.local_points])]).unique()
-    test_rows = nearest_rows(data.test_latents, points, data.spread).unique()  # judged where it is used
+    def nearest_children(candidates: Tensor) -> Tensor:
+        return nearest_rows(candidates, points, data.spread).unique()
+
+    rows = torch.cat([nearest_children(latents), torch.tensor(best[: config.local_points])]).unique()
     spanned = torch.cat([data.bounds, latents[rows], points])  # children and proposals may lie outside the data's box
-    surrogate = _fit(iteration, stage, latents[rows], scores[rows], data_bounds(spanned, 0.0),
-                     data.test_latents[test_rows], data.test_scores[test_rows], target, config, state, device, report)
+    surrogate = _fit(iteration, stage, latents[rows], scores[rows], data_bounds(spanned, 0.0), data, nearest_children,
+                     target, config, state, device, report)
     report(f"{stage} choose {q} of the children (thompson)")
     with _timed(state, "acquisition"):
         chosen = thompson_choice(
             surrogate.model, points.to(device), q, stage_seed(config.seed, iteration, "acquisition")).cpu()
-    return [children[i] for i in chosen.tolist()], points[chosen]
+    return [children[i] for i in chosen.tolist()], [keys[i] for i in chosen.tolist()], points[chosen]
+
+
+def _every_row(points: Tensor) -> Tensor:
+    return torch.arange(len(points))
 
 
 def random_points(data: TrainingData, kind: str, count: int, seed: int) -> Tensor:

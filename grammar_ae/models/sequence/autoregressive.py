@@ -22,7 +22,7 @@ from grammar_ae.decoding.autoregressive import decode_autoregressive
 from grammar_ae.models.sequence.autoregressive_networks import DECODERS, ENCODERS, TokenNetworkSizes
 from grammar_ae.models.sequence.model import GRAMMAR, SequenceModelSpec, StringAutoEncoder
 from grammar_ae.models.sequence.tokens import CharacterTokens, GrammarTokens, TokenCodec
-from grammar_ae.objectives import EncoderOutput, Objective, ReconstructionTerms, build_objective
+from grammar_ae.objectives import Objective, ReconstructionTerms, build_objective
 
 READ_LENGTH_FACTOR = 4  # a recurrent encoder reads strings up to 4x the longest its decoder writes
 
@@ -98,9 +98,6 @@ class TokenSequenceAutoEncoder(StringAutoEncoder):
     def encoding_batch(self, strings: list[str]) -> Tensor:
         return self.codec.padded(strings, self.read_length)
 
-    @torch.no_grad()
-    def encode_batch(self, strings: list[str]) -> EncoderOutput:
-        return self.encode(self.encoding_batch(strings).to(self.device))
 
     @torch.no_grad()
     def decode_latents(

@@ -109,9 +109,10 @@ class StringAutoEncoder(AutoEncoder):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @abstractmethod
+    @torch.no_grad()
     def encode_batch(self, strings: list[str]) -> EncoderOutput:
         """The encoder's output for a batch of strings."""
+        return self.encode(self.inputs(self.encoding_batch(strings).to(self.device)))
 
     @torch.no_grad()
     def encode_strings(self, strings: list[str], batch_size: int = 1000) -> Tensor:
@@ -184,10 +185,6 @@ class SequenceAutoEncoder(StringAutoEncoder):
 
     def training_batch(self, strings: list[str]) -> Tensor:
         return self.codec.encode(strings)
-
-    @torch.no_grad()
-    def encode_batch(self, strings: list[str]) -> EncoderOutput:
-        return self.encode(self.inputs(self.encoding_batch(strings).to(self.device)))
 
     @torch.no_grad()
     def decode_latents(
